@@ -1,0 +1,8 @@
+module github.com/bulwarkhq/bulwark/services/gateway
+
+go 1.26.8
+
+replace (
+	github.com/bulwarkhq/bulwark/gen/go => ../../gen/go
+	github.com/bulwarkhq/bulwark/services/platform => ../platform
+)
