@@ -1,0 +1,270 @@
+-- reserve.lua evaluates every limit of one request atomically and takes its
+-- share of all of them, or of none.
+--
+-- KEYS[1]            reservation record (hash)
+-- KEYS[2i], KEYS[2i+1] state key and reservation set of limit i (i = 1..n)
+--
+-- ARGV[1] now in ms since the epoch, or 0 to use the Redis server clock
+-- ARGV[2] reservation ttl in ms
+-- ARGV[3] request id (member of the reservation sets)
+-- ARGV[4] tokens to reserve
+-- ARGV[5] cost to reserve, micro-dollars
+-- ARGV[6] n, the number of limits
+-- ARGV[7] mode: "reserve" takes, "peek" only reports (GetUsage) and writes nothing
+-- ARGV[8] input price, micro-dollars per token (kept for Settle)
+-- ARGV[9] output price, micro-dollars per token (kept for Settle)
+-- then 5 values per limit: kind, limit, period ms, burst, calendar ("", "hour", "day", "month")
+--
+-- Kinds: 1 requests (GCRA), 2 tokens, 3 spend, 4 concurrency.
+--
+-- Reply: {allowed, denied index (0 = none), replayed, now, then per limit: remaining, reset ms, retry ms}.
+-- retry ms is -1 when the request can never fit (it is larger than the limit).
+
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local ttl = tonumber(ARGV[2])
+local reqid = ARGV[3]
+local tokens = tonumber(ARGV[4])
+local cost = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local peek = ARGV[7] == 'peek'
+local rec = KEYS[1]
+
+if not peek then
+  local prev = redis.call('HGET', rec, 'd')
+  if prev then
+    local r = cjson.decode(prev)
+    r[3] = 1
+    return r
+  end
+end
+
+local floor = math.floor
+local ceil = math.ceil
+
+-- Calendar windows in UTC, from Howard Hinnant's civil-date algorithms.
+local function civil_from_days(z)
+  z = z + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y, m
+end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local DAY = 86400000
+local function window(cal)
+  if cal == 'hour' then
+    local s = floor(now / 3600000) * 3600000
+    return s, s + 3600000
+  elseif cal == 'day' then
+    local s = floor(now / DAY) * DAY
+    return s, s + DAY
+  else -- month
+    local y, m = civil_from_days(floor(now / DAY))
+    local s = days_from_civil(y, m, 1) * DAY
+    if m == 12 then y, m = y + 1, 1 else m = m + 1 end
+    return s, days_from_civil(y, m, 1) * DAY
+  end
+end
+
+-- expired returns the amount held by reservations of this set that have expired
+-- (for the given window, when calendar based) and, unless peeking, removes them.
+-- Concurrency sets return the count of expired slots instead.
+local function expired(zkey, kind, win)
+  local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, 512)
+  if #gone == 0 then return 0 end
+  local give = 0
+  for _, m in ipairs(gone) do
+    if kind == 4 then
+      give = give + 1
+    else
+      local w, a = string.match(m, '|(%-?%d+)|(%d+)$')
+      if w and tonumber(w) == win then give = give + tonumber(a) end
+    end
+    if not peek then redis.call('ZREM', zkey, m) end
+  end
+  return give
+end
+
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+
+local reply = {1, 0, 0, now}
+local plan = {}
+local allowed = true
+local exp = now + ttl
+
+for i = 1, n do
+  local b = 9 + (i - 1) * 5
+  local kind = tonumber(ARGV[b + 1])
+  local limit = tonumber(ARGV[b + 2])
+  local period = tonumber(ARGV[b + 3])
+  local burst = tonumber(ARGV[b + 4])
+  local cal = ARGV[b + 5]
+  local skey = KEYS[2 * i]
+  local zkey = KEYS[2 * i + 1]
+  local remaining, reset, retry = 0, 0, 0
+  local p = {kind = kind, skey = skey, zkey = zkey}
+
+  if kind == 1 then
+    -- GCRA: one request every T ms, up to burst requests early.
+    local T = period / limit
+    local tau = T * burst
+    local tat = tonumber(redis.call('GET', skey) or now)
+    if tat < now then tat = now end
+    local eps = T * 1e-9
+    local new = tat + T
+    if peek then
+      remaining = floor((tau + T - (tat - now)) / T + 1e-9)
+      reset = tat - now
+    elseif new - tau - T - now > eps then
+      allowed = allowed and false
+      remaining = floor((tau + T - (tat - now)) / T + 1e-9)
+      reset = tat - now
+      retry = new - tau - T - now
+      if reply[2] == 0 then reply[2] = i end
+    else
+      remaining = floor((tau + T - (new - now)) / T + 1e-9)
+      p.before = floor((tau + T - (tat - now)) / T + 1e-9)
+      reset = new - now
+      p.tat = new
+    end
+    p.T = T
+  elseif kind == 2 or kind == 3 then
+    local amount = kind == 2 and tokens or cost
+    if peek then amount = 0 end
+    local st = redis.call('HMGET', skey, 'v', 'w')
+    local v = tonumber(st[1] or 0)
+    local win, wend = 0, 0
+    if cal == '' then
+      -- Rolling budget: a bucket that drains continuously at limit per period.
+      local last = tonumber(st[2] or now)
+      v = v - (now - last) * limit / period
+      if v < 0 then v = 0 end
+      local give = expired(zkey, kind, 0)
+      v = v - give
+      if v < 0 then v = 0 end
+      if give > 0 and not peek then redis.call('HSET', skey, 'v', string.format('%.17g', v), 'w', now) end
+    else
+      win, wend = window(cal)
+      if tonumber(st[2] or -1) ~= win then v = 0 end
+      local give = expired(zkey, kind, win)
+      v = v - give
+      if v < 0 then v = 0 end
+      if give > 0 and not peek then redis.call('HSET', skey, 'v', string.format('%.17g', v), 'w', win) end
+    end
+    local fits = v + amount <= limit + 1e-9 and (amount > 0 or v < limit or peek)
+    if fits then
+      p.before = floor(limit - v + 1e-9)
+      if not peek then v = v + amount end
+      p.v = v
+      p.win = win
+      p.member = reqid .. '|' .. win .. '|' .. amount
+      p.amount = amount
+    else
+      allowed = false
+      if reply[2] == 0 then reply[2] = i end
+      if amount > limit then
+        retry = -1
+      elseif cal == '' then
+        retry = (v + amount - limit) * period / limit
+      else
+        retry = wend - now
+      end
+    end
+    remaining = floor(limit - v + 1e-9)
+    if remaining < 0 then remaining = 0 end
+    if cal == '' then reset = v * period / limit else reset = wend - now end
+    p.cal = cal
+    p.limit = limit
+    p.period = period
+    p.wend = wend
+  elseif kind == 4 then
+    local count = redis.call('ZCARD', zkey) - expired(zkey, 4, 0)
+    if peek then
+      remaining = limit - count
+    elseif count + 1 > limit then
+      allowed = false
+      if reply[2] == 0 then reply[2] = i end
+      remaining = limit - count
+      local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+      if first[2] then retry = tonumber(first[2]) - now else retry = 0 end
+      if limit < 1 then retry = -1 end
+    else
+      remaining = limit - count - 1
+      p.before = limit - count
+    end
+    if remaining < 0 then remaining = 0 end
+    local last = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
+    if last[2] then reset = tonumber(last[2]) - now end
+    if not peek and exp - now > reset then reset = exp - now end
+    if not allowed and reply[2] == i then reset = 0 end
+    p.member = reqid
+  end
+
+  if reset < 0 then reset = 0 end
+  reply[#reply + 1] = remaining
+  reply[#reply + 1] = ceil(reset)
+  reply[#reply + 1] = retry < 0 and -1 or ceil(retry)
+  plan[i] = p
+end
+
+if peek then
+  reply[1] = 0
+  return reply
+end
+if not allowed then
+  -- Nothing was taken: report what each fitting limit still has.
+  reply[1] = 0
+  for i = 1, n do
+    if plan[i].before then reply[5 + 3 * (i - 1)] = math.max(plan[i].before, 0) end
+  end
+  return reply
+end
+
+-- Every limit fits: take the request's share of each.
+local entries = {}
+for i = 1, n do
+  local p = plan[i]
+  if p.kind == 1 then
+    redis.call('SET', p.skey, string.format('%.17g', p.tat), 'PX', ceil(p.tat - now) + 1000)
+    entries[#entries + 1] = {1, p.skey, '', '', 0, '', 0, p.T}
+  elseif p.kind == 2 or p.kind == 3 then
+    redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', p.cal == '' and now or p.win)
+    redis.call('ZADD', p.zkey, exp, p.member)
+    local keep
+    if p.cal == '' then keep = ceil(p.v * p.period / p.limit) else keep = p.wend - now end
+    if keep < ttl then keep = ttl end
+    extend(p.skey, keep + 1000)
+    extend(p.zkey, keep + 1000)
+    entries[#entries + 1] = {p.kind, p.skey, p.zkey, p.member, p.amount, p.cal, p.limit, p.period}
+  else
+    redis.call('ZADD', p.zkey, exp, p.member)
+    extend(p.zkey, ttl + 1000)
+    entries[#entries + 1] = {4, '', p.zkey, p.member, 0, '', 0, 0}
+  end
+end
+
+redis.call('HSET', rec, 'd', cjson.encode(reply), 's', 'r', 'exp', exp,
+  'l', cjson.encode(entries), 'pi', ARGV[8], 'po', ARGV[9], 'tk', tokens, 'co', cost)
+redis.call('PEXPIRE', rec, ttl)
+return reply
