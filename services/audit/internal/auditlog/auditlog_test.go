@@ -1,0 +1,426 @@
+package auditlog_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
+	"github.com/bulwarkhq/bulwark/services/audit/checkpoint"
+	"github.com/bulwarkhq/bulwark/services/audit/evidence"
+	"github.com/bulwarkhq/bulwark/services/audit/internal/auditlog"
+	"github.com/bulwarkhq/bulwark/services/audit/internal/merklelog"
+	"github.com/transparency-dev/merkle/proof"
+	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestIngest_RecordsEveryMessageInStreamOrderWithProofs(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t)
+	run(t, l)
+	ctx := context.Background()
+	for i := range 30 {
+		d := auditv1.Decision_DECISION_ALLOWED
+		if i%3 == 0 {
+			d = auditv1.Decision_DECISION_DENIED_POLICY
+		}
+		p := "alice"
+		if i%2 == 0 {
+			p = "bob"
+		}
+		e.publish(t, evidence.SubjectLLMCall, llmCall(i, p, "gpt-4o", d))
+	}
+	e.publish(t, evidence.SubjectAdminAction, adminAction("carol"))
+	size := waitCheckpointed(t, e, l)
+	if size != 31 {
+		t.Fatalf("tree size %d, want 31", size)
+	}
+	cp, _ := l.LatestCheckpoint(ctx)
+	for i := range size {
+		pr, err := l.GetRecord(ctx, i, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pr.Record.Index != i || !bytes.Equal(pr.Record.LeafHash, merklelog.LeafHash(pr.Record.Data)) {
+			t.Fatalf("record %d: wrong index or leaf hash", i)
+		}
+		if err := proof.VerifyInclusion(merklelog.Hasher, i, cp.Size, pr.Record.LeafHash, pr.Proof, cp.Root); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	// The checkpoint note verifies with the public key alone.
+	v, _ := note.NewVerifier(e.vkey)
+	if _, err := checkpoint.Open(cp.Note, v, origin); err != nil {
+		t.Fatal(err)
+	}
+
+	recs, next, err := l.Query(ctx, auditlog.Filter{Principal: "bob", Decision: auditv1.Decision_DECISION_DENIED_POLICY})
+	if err != nil || next != "" {
+		t.Fatal(err, next)
+	}
+	if len(recs) != 5 { // i in {0,6,12,18,24}
+		t.Fatalf("bob denied by policy: %d records, want 5", len(recs))
+	}
+	for _, r := range recs {
+		c := r.Message.(*auditv1.AuditEvent).GetLlmCall()
+		if c.GetPrincipalId() != "bob" || c.GetDecision() != auditv1.Decision_DECISION_DENIED_POLICY {
+			t.Fatalf("record %d does not match the filter", r.Index)
+		}
+	}
+	// Paging walks every record once, oldest first.
+	var seen []uint64
+	tok := ""
+	for {
+		page, nt, err := l.Query(ctx, auditlog.Filter{Kind: "llm_call", Limit: 7, After: mustToken(t, tok)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			seen = append(seen, r.Index)
+		}
+		if nt == "" {
+			break
+		}
+		tok = nt
+	}
+	if len(seen) != 30 || seen[0] != 0 || seen[29] != 29 {
+		t.Fatalf("paged llm_call records: %v", seen)
+	}
+	admin, _, _ := l.Query(ctx, auditlog.Filter{Kind: "admin_action"})
+	if len(admin) != 1 || admin[0].Index != 30 {
+		t.Fatalf("admin actions: %d", len(admin))
+	}
+	byReq, _, _ := l.Query(ctx, auditlog.Filter{RequestID: "req-7"})
+	if len(byReq) != 1 || byReq[0].Index != 7 {
+		t.Fatalf("request_id query: %d records", len(byReq))
+	}
+	ev := admin[0].Message.(*auditv1.AuditEvent)
+	byID, err := l.GetRecord(ctx, 0, ev.GetEventId(), 0)
+	if err != nil || byID.Record.Index != 30 {
+		t.Fatalf("GetRecord by event id: %v", err)
+	}
+	// Consistency between any two checkpointed sizes.
+	first, err := l.CheckpointAtLeast(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := l.ConsistencyProof(ctx, first.Size, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyConsistency(merklelog.Hasher, first.Size, cp.Size, cons, first.Root, cp.Root); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustToken(t *testing.T, tok string) uint64 {
+	n, err := auditlog.ParsePageToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestIngest_MalformedMessageIsDeadLetteredNotDropped(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t)
+	run(t, l)
+	ctx := context.Background()
+	e.publish(t, evidence.SubjectLLMCall, llmCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+	e.publishRaw(t, evidence.SubjectLLMCall, []byte("not protobuf \xff\xff"))
+	bad := llmCall(2, "alice", "m", auditv1.Decision_DECISION_UNSPECIFIED)
+	e.publish(t, evidence.SubjectLLMCall, bad)
+	waitFor(t, "two dead letters", func() bool { return e.streamLast(t) == 5 })
+	waitCheckpointed(t, e, l)
+
+	inv, _, _ := l.Query(ctx, auditlog.Filter{Kind: evidence.KindInvalid})
+	if len(inv) != 2 || inv[0].Index != 1 || inv[1].Index != 2 || inv[0].Invalid == "" {
+		t.Fatalf("invalid records: %+v", inv)
+	}
+	dls, _, _ := l.Query(ctx, auditlog.Filter{Kind: evidence.KindDeadLetter})
+	if len(dls) != 2 {
+		t.Fatalf("dead letters: %d, want 2", len(dls))
+	}
+	for i, r := range dls {
+		dl := r.Message.(*auditv1.DeadLetter)
+		if dl.GetStreamSequence() != uint64(i+2) || dl.GetReason() == "" || dl.GetSubject() != evidence.SubjectLLMCall {
+			t.Fatalf("dead letter %d: %v", i, dl)
+		}
+		orig, _ := l.GetRecord(ctx, dl.GetStreamSequence()-1, "", 0)
+		if !bytes.Equal(orig.Record.Data, dl.GetData()) {
+			t.Fatal("dead letter does not carry the original bytes")
+		}
+	}
+}
+
+func TestIngest_RepublishedEventIDIsStoredOnce(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t)
+	run(t, l)
+	ev := llmCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED)
+	for range 3 {
+		e.publish(t, evidence.SubjectLLMCall, ev)
+	}
+	e.publish(t, evidence.SubjectLLMCall, llmCall(2, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+	if size := waitCheckpointed(t, e, l); size != 2 {
+		t.Fatalf("tree size %d, want 2", size)
+	}
+}
+
+// crashingStore fails the tree-state write after n successful ones: the process "dies"
+// between storing tiles and index and storing the state.
+type crashingStore struct {
+	auditlog.Store
+	n      int
+	cancel func()
+}
+
+func (c *crashingStore) PutState(ctx context.Context, s merklelog.State) error {
+	if c.n == 0 {
+		c.cancel()
+		return errors.New("crash")
+	}
+	c.n--
+	return c.Store.PutState(ctx, s)
+}
+
+func TestCrash_RestartResumesWithoutLossOrDuplication(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := e.params(&crashingStore{Store: e.store, n: 3, cancel: cancel})
+	p.BatchSize = 50
+	l1, err := auditlog.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 2000
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := range total {
+			e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+		}
+	}()
+	_ = l1.Run(ctx) // returns when the store "crashes"
+	crashedAt := l1.Size()
+	if crashedAt >= total {
+		t.Fatalf("crash came too late (size %d)", crashedAt)
+	}
+
+	// Restart on the real store while publishing continues; a second crash-free run.
+	l2 := e.open(t)
+	if l2.Size() != crashedAt {
+		t.Fatalf("restart at size %d, want the committed %d", l2.Size(), crashedAt)
+	}
+	run(t, l2)
+	<-pubDone
+	size := waitCheckpointed(t, e, l2)
+	if size != total {
+		t.Fatalf("tree size %d after restart, want %d (lost or doubled)", size, total)
+	}
+	// Every leaf is the stream message of the same position, once.
+	seen := map[string]bool{}
+	after := uint64(0)
+	for {
+		recs, next, err := l2.Query(context.Background(), auditlog.Filter{Limit: 1000, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			id := r.Message.(*auditv1.AuditEvent).GetEventId()
+			if seen[id] {
+				t.Fatalf("event %s recorded twice", id)
+			}
+			seen[id] = true
+		}
+		if next == "" {
+			break
+		}
+		after = mustToken(t, next)
+	}
+	if len(seen) != total {
+		t.Fatalf("%d distinct events recorded, want %d", len(seen), total)
+	}
+	// Every checkpoint ever published is consistent with the next.
+	assertCheckpointChain(t, e, l2)
+	if s, err := verify(t, export(t, l2, time.Time{}, time.Time{}), e.vkey); err != nil || s.Records != total {
+		t.Fatalf("export after crash: %v (%d records)", err, s.Records)
+	}
+}
+
+func assertCheckpointChain(t *testing.T, e *env, l *auditlog.Log) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.store.CheckpointCount(ctx)
+	if err != nil || n == 0 {
+		t.Fatalf("checkpoints: %d, %v", n, err)
+	}
+	v, _ := note.NewVerifier(e.vkey)
+	var prev *checkpoint.Checkpoint
+	for i := uint64(1); i <= n; i++ {
+		b, err := e.store.CheckpointAt(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := checkpoint.Open(b, v, origin)
+		if err != nil {
+			t.Fatalf("checkpoint %d: %v", i, err)
+		}
+		if prev != nil {
+			if c.Size < prev.Size {
+				t.Fatalf("checkpoint %d shrinks the tree", i)
+			}
+			p, err := l.ConsistencyProof(ctx, prev.Size, c.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := proof.VerifyConsistency(merklelog.Hasher, prev.Size, c.Size, p, prev.Root, c.Root); err != nil {
+				t.Fatalf("checkpoint %d (size %d) inconsistent with %d: %v", i, c.Size, prev.Size, err)
+			}
+		}
+		prev = &c
+	}
+}
+
+func TestExport_BundleVerifiesOfflineAndCoversTheTimeRange(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t)
+	run(t, l)
+	for i := range 40 {
+		e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+	}
+	waitCheckpointed(t, e, l)
+	mid := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	for i := range 25 {
+		e.publish(t, evidence.SubjectLLMCall, llmCall(100+i, "bob", "m", auditv1.Decision_DECISION_ALLOWED))
+	}
+	e.publishRaw(t, evidence.SubjectAdminAction, []byte{0x0a, 0x01})
+	waitCheckpointed(t, e, l)
+
+	s, err := verify(t, export(t, l, time.Time{}, time.Time{}), e.vkey)
+	if err != nil {
+		t.Fatal(err, s.Problems)
+	}
+	if s.Records != 67 || s.ByKind["llm_call"] != 65 || s.ByKind["invalid"] != 1 || s.ByKind["dead_letter"] != 1 || s.KeyFromBundle {
+		t.Fatalf("summary %+v", s)
+	}
+	s, err = verify(t, export(t, l, mid, time.Time{}), e.vkey)
+	if err != nil {
+		t.Fatal(err, s.Problems)
+	}
+	if s.FirstIndex != 40 || s.Records != 27 {
+		t.Fatalf("range export: first %d, %d records", s.FirstIndex, s.Records)
+	}
+	// A bundle checked with another key is rejected.
+	_, other, _ := note.GenerateKey(rand.Reader, origin)
+	if _, err := verify(t, export(t, l, mid, time.Time{}), other); !errors.Is(err, evidence.ErrTampered) {
+		t.Fatalf("bundle verified with a foreign key: %v", err)
+	}
+}
+
+// recordLines returns the records file's lines.
+func recordLines(files map[string][]byte) [][]byte {
+	return bytes.Split(bytes.TrimSuffix(files["records/000000.jsonl"], []byte("\n")), []byte("\n"))
+}
+
+func setLines(files map[string][]byte, lines [][]byte) {
+	files["records/000000.jsonl"] = append(bytes.Join(lines, []byte("\n")), '\n')
+}
+
+func TestTamper_BundleChangesAreDetectedAndNamed(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t)
+	run(t, l)
+	for i := range 20 {
+		e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
+	}
+	waitCheckpointed(t, e, l)
+	for i := range 20 {
+		e.publish(t, evidence.SubjectLLMCall, llmCall(20+i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
+	}
+	waitCheckpointed(t, e, l)
+	bundle := export(t, l, time.Time{}, time.Time{})
+	if _, err := verify(t, bundle, e.vkey); err != nil {
+		t.Fatal(err)
+	}
+	otherSigner, _, _ := note.GenerateKey(rand.Reader, origin)
+	forger, _ := note.NewSigner(otherSigner)
+
+	cases := []struct {
+		name   string
+		tamper func(map[string][]byte)
+		want   string
+	}{
+		{"alter a field of the decoded event", func(f map[string][]byte) {
+			ls := recordLines(f)
+			ls[5] = bytes.Replace(ls[5], []byte(`"alice"`), []byte(`"mallory"`), 1)
+			setLines(f, ls)
+		}, "record 5: the decoded event differs"},
+		{"alter the hashed bytes and recompute the leaf hash", func(f map[string][]byte) {
+			ls := recordLines(f)
+			r := decodeRecord(t, ls[7])
+			ev := &auditv1.AuditEvent{}
+			proto.Unmarshal(r.Data, ev)
+			ev.GetLlmCall().PrincipalId = "mallory"
+			r.Data, _ = proto.Marshal(ev)
+			r.LeafHash = merklelog.LeafHash(r.Data)
+			ls[7] = encodeRecord(t, r)
+			setLines(f, ls)
+		}, "record 7: the decoded event differs"},
+		{"delete a record", func(f map[string][]byte) {
+			ls := recordLines(f)
+			setLines(f, append(ls[:9:9], ls[10:]...))
+		}, "record 9 is missing"},
+		{"reorder two records", func(f map[string][]byte) {
+			ls := recordLines(f)
+			ls[3], ls[4] = ls[4], ls[3]
+			setLines(f, ls)
+		}, "record 3 is out of order"},
+		{"insert a record", func(f map[string][]byte) {
+			ls := recordLines(f)
+			r := decodeRecord(t, ls[11])
+			r.Data = append(r.Data, 0x78, 0x01) // an extra varint field 15
+			r.LeafHash = merklelog.LeafHash(r.Data)
+			ins := encodeRecord(t, r)
+			setLines(f, append(ls[:12:12], append([][]byte{ins}, ls[12:]...)...))
+		}, "record 11"},
+		{"truncate the records", func(f map[string][]byte) {
+			ls := recordLines(f)
+			setLines(f, ls[:30])
+		}, "records 30 to 39 are missing"},
+		{"truncate and rewrite the manifest", func(f map[string][]byte) {
+			ls := recordLines(f)
+			setLines(f, ls[:30])
+			f["manifest.json"] = bytes.Replace(f["manifest.json"], []byte(`"end_index": 40`), []byte(`"end_index": 30`), 1)
+		}, "manifest.json differs from the signed manifest.note"},
+		{"replace a checkpoint with a forged one", func(f map[string][]byte) {
+			ls := bytes.Split(bytes.TrimSpace(f["checkpoints.jsonl"]), []byte("\n"))
+			var c evidence.CheckpointEntry
+			mustJSON(t, ls[0], &c)
+			cp := checkpoint.Checkpoint{Origin: origin, Size: c.TreeSize, Root: make([]byte, 32), Time: c.Time}
+			signed, _ := checkpoint.Sign(cp, forger)
+			c.SignedNote, c.RootHash = string(signed), cp.Root
+			ls[0] = toJSON(t, c)
+			f["checkpoints.jsonl"] = append(bytes.Join(ls, []byte("\n")), '\n')
+		}, "checkpoint 1 (tree size"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			names, files := bundleFiles(t, bundle)
+			tc.tamper(files)
+			s, err := verify(t, writeBundle(t, names, files), e.vkey)
+			if !errors.Is(err, evidence.ErrTampered) {
+				t.Fatalf("tampered bundle verified: %v", err)
+			}
+			if !strings.Contains(strings.Join(s.Problems, "\n"), tc.want) {
+				t.Fatalf("problems do not name %q:\n%s", tc.want, strings.Join(s.Problems, "\n"))
+			}
+		})
+	}
+}
