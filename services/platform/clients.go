@@ -1,0 +1,277 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	approle "github.com/hashicorp/vault/api/auth/approle"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+)
+
+// HTTPClient returns a client for calling Bulwark services: it speaks HTTP/1.1
+// and, over plain TCP, HTTP/2 with prior knowledge (h2c), which gRPC needs.
+func HTTPClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// RedisConfig locates a Redis server.
+type RedisConfig struct {
+	// Addr is host:port.
+	Addr string `env:"ADDR" default:"127.0.0.1:6379"`
+	// Username for ACL auth, if any.
+	Username string `env:"USERNAME"`
+	// Password for auth, if any.
+	Password Secret `env:"PASSWORD"`
+	// DB selects the logical database.
+	DB int `env:"DB" default:"0"`
+	// PoolSize is the most connections; 0 means go-redis's default.
+	PoolSize int `env:"POOL_SIZE" default:"0"`
+	// DialTimeout bounds connecting.
+	DialTimeout time.Duration `env:"DIAL_TIMEOUT" default:"2s"`
+	// ReadTimeout bounds each reply.
+	ReadTimeout time.Duration `env:"READ_TIMEOUT" default:"1s"`
+}
+
+// NewRedis connects to Redis and checks it answers.
+func NewRedis(ctx context.Context, cfg RedisConfig) (*redis.Client, error) {
+	c := redis.NewClient(&redis.Options{
+		Addr:         cfg.Addr,
+		Username:     cfg.Username,
+		Password:     cfg.Password.Reveal(),
+		DB:           cfg.DB,
+		PoolSize:     cfg.PoolSize,
+		DialTimeout:  cfg.DialTimeout,
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.ReadTimeout,
+	})
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("ping redis at %s: %w", cfg.Addr, err)
+	}
+	return c, nil
+}
+
+// NATSConfig locates a NATS server.
+type NATSConfig struct {
+	// URL is one or more comma-separated nats:// URLs.
+	URL string `env:"URL" default:"nats://127.0.0.1:4222"`
+	// Token for token auth, if any.
+	Token Secret `env:"TOKEN"`
+	// CredsFile is a NATS credentials file, if any.
+	CredsFile string `env:"CREDS_FILE"`
+	// Name identifies this client in the server's monitoring.
+	Name string `env:"CLIENT_NAME"`
+	// ConnectTimeout bounds the first connection.
+	ConnectTimeout time.Duration `env:"CONNECT_TIMEOUT" default:"5s"`
+}
+
+// ConnectNATS connects to NATS, reconnecting forever after the first success,
+// and returns the connection and its JetStream context.
+func ConnectNATS(ctx context.Context, cfg NATSConfig, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token.Reveal()))
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	nc, err := nats.Connect(cfg.URL, append(opts, extra...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// EmbeddedNATSParams configures an in-process NATS server.
+type EmbeddedNATSParams struct {
+	// Dir holds JetStream's files. Required.
+	Dir string
+	// Host to listen on; empty means 127.0.0.1.
+	Host string
+	// Port to listen on; 0 picks a free port, -1 listens on no port (in-process connections only).
+	Port int
+}
+
+// StartEmbeddedNATS starts a NATS server with JetStream in this process — the
+// real server code — and waits until it accepts connections.
+func StartEmbeddedNATS(p EmbeddedNATSParams) (*server.Server, error) {
+	if p.Dir == "" {
+		return nil, errors.New("start embedded nats: Dir is required")
+	}
+	host := p.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := p.Port
+	dontListen := false
+	switch port {
+	case 0:
+		port = server.RANDOM_PORT
+	case -1:
+		dontListen = true
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "bulwark-embedded",
+		Host:       host,
+		Port:       port,
+		DontListen: dontListen,
+		JetStream:  true,
+		StoreDir:   p.Dir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("start embedded nats: not ready after 10s")
+	}
+	return srv, nil
+}
+
+// VaultConfig locates Vault and says how to log in: with a token, or with
+// AppRole (RoleID and SecretID).
+type VaultConfig struct {
+	// Addr is Vault's URL.
+	Addr string `env:"ADDR" default:"http://127.0.0.1:8200"`
+	// Token logs in directly (dev and tests).
+	Token Secret `env:"TOKEN"`
+	// RoleID is the AppRole role id.
+	RoleID string `env:"ROLE_ID"`
+	// SecretID is the AppRole secret id.
+	SecretID Secret `env:"SECRET_ID"`
+	// AppRoleMount is where the AppRole auth method is mounted.
+	AppRoleMount string `env:"APPROLE_MOUNT" default:"approle"`
+	// Namespace is the Vault Enterprise namespace, if any.
+	Namespace string `env:"NAMESPACE"`
+}
+
+// ErrNoVaultCredentials reports a VaultConfig with neither a token nor AppRole.
+var ErrNoVaultCredentials = errors.New("vault: set a token or an AppRole role id and secret id")
+
+// NewVault returns a logged-in Vault client. With AppRole it keeps the token
+// alive until ctx is done: it renews the token while it can and logs in again
+// when it no longer can, so a long-running service never holds a dead token.
+func NewVault(ctx context.Context, cfg VaultConfig, log *slog.Logger) (*vault.Client, error) {
+	vc := vault.DefaultConfig()
+	vc.Address = cfg.Addr
+	vc.Timeout = 10 * time.Second
+	c, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	if cfg.Namespace != "" {
+		c.SetNamespace(cfg.Namespace)
+	}
+	switch {
+	case cfg.RoleID != "" && cfg.SecretID != "":
+		secret, err := appRoleLogin(ctx, c, cfg)
+		if err != nil {
+			return nil, err
+		}
+		go keepVaultLogin(ctx, c, cfg, secret, log)
+	case cfg.Token != "":
+		c.SetToken(cfg.Token.Reveal())
+		if _, err := c.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+			return nil, fmt.Errorf("vault token lookup at %s: %w", cfg.Addr, err)
+		}
+	default:
+		return nil, ErrNoVaultCredentials
+	}
+	return c, nil
+}
+
+func appRoleLogin(ctx context.Context, c *vault.Client, cfg VaultConfig) (*vault.Secret, error) {
+	auth, err := approle.NewAppRoleAuth(cfg.RoleID, &approle.SecretID{FromString: cfg.SecretID.Reveal()}, approle.WithMountPath(cfg.AppRoleMount))
+	if err != nil {
+		return nil, fmt.Errorf("vault approle: %w", err)
+	}
+	secret, err := c.Auth().Login(ctx, auth)
+	if err != nil {
+		return nil, fmt.Errorf("vault approle login: %w", err)
+	}
+	if secret == nil || secret.Auth == nil {
+		return nil, errors.New("vault approle login: no auth info returned")
+	}
+	return secret, nil
+}
+
+func keepVaultLogin(ctx context.Context, c *vault.Client, cfg VaultConfig, secret *vault.Secret, log *slog.Logger) {
+	for ctx.Err() == nil {
+		w, err := c.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: secret})
+		if err != nil {
+			log.Error("vault token watcher", "error", err.Error())
+			return
+		}
+		go w.Start()
+		if !watchLease(ctx, w, log) {
+			w.Stop()
+			return
+		}
+		w.Stop()
+		for ctx.Err() == nil {
+			secret, err = appRoleLogin(ctx, c, cfg)
+			if err == nil {
+				break
+			}
+			log.Error("vault login failed; retrying", "error", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+// watchLease follows renewals until the lease can no longer be renewed (true)
+// or ctx is done (false).
+func watchLease(ctx context.Context, w *vault.LifetimeWatcher, log *slog.Logger) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case err := <-w.DoneCh():
+			if err != nil {
+				log.Warn("vault token renewal ended; logging in again", "error", err.Error())
+			}
+			return true
+		case <-w.RenewCh():
+		}
+	}
+}

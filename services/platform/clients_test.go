@@ -1,0 +1,107 @@
+package platform_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
+)
+
+func TestRedis_RoundTripUnderTestPrefix(t *testing.T) {
+	c, prefix := platformtest.Redis(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, prefix+"k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Get(ctx, prefix+"k").Result(); err != nil || got != "v" {
+		t.Fatalf("get = %q, %v", got, err)
+	}
+}
+
+func TestNATS_JetStreamPublishIsDeduplicatedByMsgID(t *testing.T) {
+	srv := platformtest.NATSServer(t)
+	ctx := context.Background()
+	nc, js, err := platform.ConnectNATS(ctx, platform.NATSConfig{URL: srv.ClientURL(), ConnectTimeout: time.Second}, platform.NewLogger("json", "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Duplicates: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := js.Publish(ctx, "t.x", []byte("hello"), jetstream.WithMsgID("event-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestVault_TokenAndAppRoleLoginReadKV(t *testing.T) {
+	vs := platformtest.Vault(t)
+	ctx := context.Background()
+	if _, err := vs.Client.KVv2("secret").Put(ctx, "bulwark/dev/providers/openai", map[string]any{"api_key": "sk-test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Client.Sys().PutPolicy("router", `path "secret/data/bulwark/dev/providers/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vs.Client.Logical().Write("auth/approle/role/router", map[string]any{"token_policies": "router", "token_ttl": "2s", "token_max_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	roleID, err := vs.Client.Logical().Read("auth/approle/role/router/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID, err := vs.Client.Logical().Write("auth/approle/role/router/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := platform.NewVault(ctx, platform.VaultConfig{
+		Addr: vs.Addr, RoleID: roleID.Data["role_id"].(string), SecretID: platform.Secret(secretID.Data["secret_id"].(string)), AppRoleMount: "approle",
+	}, platform.NewLogger("json", "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The token lives 2s; reading after 3s proves renewal or re-login kept it alive.
+	time.Sleep(3 * time.Second)
+	s, err := c.KVv2("secret").Get(ctx, "bulwark/dev/providers/openai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Data["api_key"] != "sk-test" {
+		t.Fatalf("read %v", s.Data)
+	}
+	if _, err := c.KVv2("secret").Get(ctx, "bulwark/prod/providers/openai"); err == nil {
+		t.Fatal("the router role read outside its policy")
+	}
+	tc, err := platform.NewVault(ctx, platform.VaultConfig{Addr: vs.Addr, Token: platform.Secret(vs.Token)}, platform.NewLogger("json", "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.Sys().ListMounts(); err != nil {
+		t.Fatal(err)
+	}
+	_ = vault.DefaultConfig
+}
+
+func TestNewVault_RejectsMissingCredentials(t *testing.T) {
+	_, err := platform.NewVault(context.Background(), platform.VaultConfig{Addr: "http://127.0.0.1:1"}, platform.NewLogger("json", "error"))
+	if err != platform.ErrNoVaultCredentials {
+		t.Fatalf("err = %v", err)
+	}
+}
