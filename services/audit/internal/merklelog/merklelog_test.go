@@ -3,64 +3,16 @@ package merklelog
 import (
 	"context"
 	"fmt"
-	"sync"
-	"testing"
+		"testing"
 
 	"github.com/transparency-dev/merkle/proof"
 )
-
-// memStore is an in-memory Store used to test the tree's logic apart from JetStream;
-// the JetStream store runs the same checks in internal/jsstore.
-type memStore struct {
-	mu    sync.Mutex
-	tiles map[TileID][]byte
-	state *State
-	puts  int
-}
-
-func newMemStore() *memStore { return &memStore{tiles: map[TileID][]byte{}} }
-
-func (m *memStore) GetTile(_ context.Context, id TileID) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tiles[id]
-	if !ok {
-		return nil, ErrNotFound
-	}
-	return append([]byte(nil), t...), nil
-}
-
-func (m *memStore) PutTiles(_ context.Context, ts []Tile) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, t := range ts {
-		m.tiles[t.ID] = append([]byte(nil), t.Hashes...)
-		m.puts++
-	}
-	return nil
-}
-
-func (m *memStore) GetState(context.Context) (State, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state == nil {
-		return State{}, ErrNotFound
-	}
-	return *m.state, nil
-}
-
-func (m *memStore) PutState(_ context.Context, s State) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.state = &s
-	return nil
-}
 
 func leaf(i int) []byte { return LeafHash([]byte(fmt.Sprintf("record %d", i))) }
 
 func TestTree_ProofsVerifyAtEverySize(t *testing.T) {
 	ctx := context.Background()
-	tr, err := Open(ctx, newMemStore())
+	tr, err := Open(ctx, NewMemStore())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +60,7 @@ func TestTree_ProofsVerifyAtEverySize(t *testing.T) {
 
 func TestTree_ResumesFromStoreWithoutRehashingLeaves(t *testing.T) {
 	ctx := context.Background()
-	st := newMemStore()
+	st := NewMemStore()
 	tr, _ := Open(ctx, st)
 	for i := range 300 {
 		tr.Append(leaf(i))
@@ -131,7 +83,7 @@ func TestTree_ResumesFromStoreWithoutRehashingLeaves(t *testing.T) {
 	}
 	tr2.Commit(ctx, 700)
 
-	ref, _ := Open(ctx, newMemStore())
+	ref, _ := Open(ctx, NewMemStore())
 	for i := range 700 {
 		ref.Append(leaf(i))
 	}
@@ -154,7 +106,7 @@ func TestTree_ResumesFromStoreWithoutRehashingLeaves(t *testing.T) {
 
 func TestTree_RollbackDropsStagedLeaves(t *testing.T) {
 	ctx := context.Background()
-	tr, _ := Open(ctx, newMemStore())
+	tr, _ := Open(ctx, NewMemStore())
 	tr.Append(leaf(0))
 	tr.Commit(ctx, 1)
 	root := tr.Root()
@@ -172,7 +124,7 @@ func TestTree_RollbackDropsStagedLeaves(t *testing.T) {
 
 func BenchmarkInclusionProof(b *testing.B) {
 	ctx := context.Background()
-	tr, _ := Open(ctx, newMemStore())
+	tr, _ := Open(ctx, NewMemStore())
 	const n = 1 << 20
 	for i := range n {
 		tr.Append(leaf(i))
