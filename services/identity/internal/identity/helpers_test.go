@@ -34,7 +34,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	store  *natskv.Store
@@ -50,7 +50,7 @@ func logger() *slog.Logger {
 
 // newEnv starts a real NATS server with the audit stream (as the audit service
 // creates it) and one identity replica.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	nc, js := platformtest.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,4 +156,19 @@ func (e *env) actionsNamed(name string) []*auditv1.AdminAction {
 		}
 	}
 	return out
+}
+
+func jsStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{Name: "BULWARK_AUDIT", Subjects: []string{"bulwark.audit.v1.>"}}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
