@@ -1,0 +1,566 @@
+package engine
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// phase2 validates what the single pass collected, now that every context
+// word in the text is known.
+func (sc *scanner) phase2() {
+	for x := range sc.nums {
+		r := &sc.nums[x]
+		for a := 0; a < r.n; a++ {
+			for b := r.n - 1; b >= a; b-- {
+				if sc.classify(r, a, b) {
+					a = b
+					break
+				}
+			}
+		}
+	}
+	for _, t := range sc.ctxTok {
+		sc.contextToken(t.s, t.e)
+	}
+	for x := range sc.kws {
+		sc.keywordDetectors(sc.kws[x])
+	}
+	// Context raises the confidence of shape-only matches.
+	for x := range sc.out {
+		c := &sc.out[x]
+		var bits uint32
+		switch c.typ {
+		case MedicalLicense:
+			bits = kwDEA
+		case UKNINO:
+			bits = kwNINO
+		case CreditCard:
+			bits = kwCard
+		}
+		if bits != 0 && c.score < 0.95 && sc.ctx(c.start, c.end, bits) {
+			c.score = 0.95
+		}
+	}
+}
+
+func (sc *scanner) sep(r *numRun, x int) string { return sc.s[r.g[x].e:r.g[x+1].s] }
+
+// classify tries every numeric detector on groups a..b of a run and keeps the best.
+func (sc *scanner) classify(r *numRun, a, b int) bool {
+	s := sc.s
+	k := b - a + 1
+	var dbuf [24]byte
+	nd := 0
+	for x := a; x <= b; x++ {
+		g := r.g[x]
+		if nd+g.e-g.s > len(dbuf) {
+			return false
+		}
+		nd += copy(dbuf[nd:], s[g.s:g.e])
+	}
+	glen := func(x int) int { return r.g[a+x].e - r.g[a+x].s }
+	uniform := ""
+	if k > 1 {
+		uniform = sc.sep(r, a)
+		for x := a + 1; x < b; x++ {
+			if sc.sep(r, x) != uniform {
+				uniform = "mixed"
+				break
+			}
+		}
+	}
+	start, end := r.g[a].s, r.g[b].e
+	plus := a == 0 && r.plus
+	if plus {
+		start--
+	} else if start > 0 && s[start-1] == '(' && k > 1 && strings.HasPrefix(sc.sep(r, a), ")") {
+		start--
+	}
+	best := cand{}
+	consider := func(typ, rule string, score float64) {
+		if score > best.score {
+			best = cand{start: start, end: end, typ: typ, rule: rule, score: score}
+		}
+	}
+	neg := sc.ctx(start, end, kwNeg)
+
+	// IPv4: four dotted octets not part of a longer dotted sequence.
+	if k == 4 && uniform == "." && (a == 0 || sc.sep(r, a-1) != ".") && (b == r.n-1 || sc.sep(r, b) != ".") {
+		ok := true
+		for x := 0; x < 4; x++ {
+			g := s[r.g[a+x].s:r.g[a+x].e]
+			if len(g) > 3 || (len(g) > 1 && g[0] == '0') || atoiN(g) > 255 {
+				ok = false
+			}
+		}
+		if ok && !plus {
+			consider(IPAddress, "ipv4", map[bool]float64{true: 0.5, false: 0.9}[neg])
+		}
+	}
+	// Dates of birth (numeric forms) when birth context is near.
+	if k == 3 && (uniform == "/" || uniform == "-" || uniform == ".") && sc.ctx(start, end, kwDOB) {
+		g0, g1, g2 := atoiN(s[r.g[a].s:r.g[a].e]), atoiN(s[r.g[a+1].s:r.g[a+1].e]), atoiN(s[r.g[a+2].s:r.g[a+2].e])
+		ok := false
+		switch {
+		case glen(0) == 4 && glen(1) <= 2 && glen(2) <= 2:
+			ok = validDate(g0, g1, g2)
+		case glen(0) <= 2 && glen(1) <= 2 && (glen(2) == 4 || glen(2) == 2):
+			y := g2
+			if glen(2) == 2 {
+				y += 1900
+				if y < 1930 {
+					y += 100
+				}
+			}
+			ok = validDate(y, g0, g1) || validDate(y, g1, g0)
+		}
+		if ok {
+			consider(DateTime, "date-of-birth", 0.85)
+		}
+	}
+	if nd < 7 {
+		if best.score > 0 {
+			sc.out = append(sc.out, best)
+			return true
+		}
+		return false
+	}
+	d := string(dbuf[:nd])
+	// Payment cards: Luhn and a known issuer range, separated consistently.
+	if nd >= 13 && nd <= 19 && (k == 1 || ((uniform == " " || uniform == "-") && glen(0) == 4 && cardGroups(r, a, b))) {
+		if luhn(d) && cardIIN(d) {
+			sc1 := 0.9
+			if k == 1 {
+				sc1 = 0.8
+			}
+			if neg && !sc.ctx(start, end, kwCard) {
+				sc1 = 0.4
+			}
+			consider(CreditCard, "luhn", sc1)
+		}
+	}
+	// SSN / ITIN.
+	if nd == 9 {
+		formatted := k == 3 && glen(0) == 3 && glen(1) == 2 && glen(2) == 4 && (uniform == "-" || uniform == " " || uniform == ".")
+		if formatted || k == 1 {
+			ssnCtx := sc.ctx(start, end, kwSSN)
+			switch {
+			case itinValid(d):
+				switch {
+				case formatted || sc.ctx(start, end, kwTax|kwSSN):
+					consider(USITIN, "itin", 0.85)
+				default:
+					consider(USITIN, "itin", 0.3)
+				}
+			case ssnValid(d):
+				switch {
+				case ssnCtx:
+					consider(USSSN, "ssn", 0.95)
+				case formatted && uniform == "-" && !neg:
+					consider(USSSN, "ssn", 0.85)
+				case formatted && !neg:
+					consider(USSSN, "ssn", 0.6)
+				default:
+					consider(USSSN, "ssn", 0.3)
+				}
+			}
+		}
+		if k == 1 {
+			if abaValid(d) {
+				if sc.ctx(start, end, kwRouting) {
+					consider(ABARouting, "aba-checksum", 0.95)
+				} else {
+					consider(ABARouting, "aba-checksum", 0.25)
+				}
+			}
+		}
+	}
+	// UK NHS number: mod-11.
+	if nd == 10 && (k == 1 || (k == 3 && glen(0) == 3 && glen(1) == 3 && glen(2) == 4 && (uniform == " " || uniform == "-"))) && nhsValid(d) {
+		switch {
+		case sc.ctx(start, end, kwNHS):
+			consider(UKNHS, "nhs-mod11", 0.95)
+		case k == 3 && !neg:
+			consider(UKNHS, "nhs-mod11", 0.55)
+		default:
+			consider(UKNHS, "nhs-mod11", 0.3)
+		}
+	}
+	// Phone numbers, validated against libphonenumber metadata.
+	if nd >= 7 && nd <= 15 && uniform != "/" && uniform != "mixed" || (uniform == "mixed" && nd >= 10 && nd <= 15) {
+		if score := sc.phone(d, plus, k, start, end, neg); score > 0 {
+			consider(PhoneNumber, "phonenumbers", score)
+		}
+	}
+	// Context-only numeric identifiers.
+	if k == 1 {
+		switch {
+		case nd >= 8 && nd <= 17 && sc.ctx(start, end, kwAccount) && !sc.ctx(start, end, kwCard):
+			consider(USBankNumber, "account-context", 0.7)
+		}
+		dp, dd := sc.ctxDist(start, end, kwPassport), sc.ctxDist(start, end, kwDriver)
+		if nd >= 8 && nd <= 9 && dp >= 0 && (dd < 0 || dp < dd) {
+			consider(USPassport, "passport-context", 0.8)
+		}
+		if nd >= 7 && nd <= 13 && dd >= 0 && (dp < 0 || dd < dp) {
+			consider(USDriverLicense, "licence-context", 0.75)
+		}
+	}
+	if best.score > 0 {
+		sc.out = append(sc.out, best)
+		return true
+	}
+	return false
+}
+
+func cardGroups(r *numRun, a, b int) bool {
+	for x := a; x <= b; x++ {
+		l := r.g[x].e - r.g[x].s
+		if l < 3 || l > 6 {
+			return false
+		}
+	}
+	return true
+}
+
+var nationalRegions = []string{"GB", "DE", "FR", "IN", "AU", "IE", "NL", "ES", "IT"}
+
+// phone returns a score for a digit string as a phone number, or 0.
+func (sc *scanner) phone(d string, plus bool, k, start, end int, neg bool) float64 {
+	ctx := sc.ctx(start, end, kwPhone)
+	if plus {
+		num, err := phonenumbers.Parse("+"+d, "")
+		if err != nil {
+			return 0
+		}
+		if phonenumbers.IsValidNumber(num) {
+			if ctx {
+				return 0.95
+			}
+			return 0.9
+		}
+		if ctx && phonenumbers.IsPossibleNumber(num) {
+			return 0.6
+		}
+		return 0
+	}
+	if neg && !ctx {
+		return 0
+	}
+	regions := nationalRegions
+	if d[0] != '0' {
+		regions = []string{"US"}
+		if len(d) == 11 && d[0] == '1' {
+			regions = []string{"US"}
+		}
+	}
+	for _, reg := range regions {
+		num, err := phonenumbers.Parse(d, reg)
+		if err != nil {
+			continue
+		}
+		if phonenumbers.IsValidNumberForRegion(num, reg) || (reg == "US" && phonenumbers.IsValidNumber(num)) {
+			switch {
+			case ctx:
+				return 0.9
+			case k > 1:
+				return 0.8
+			default:
+				return 0.4
+			}
+		}
+		if ctx && k > 1 && phonenumbers.IsPossibleNumber(num) {
+			return 0.6
+		}
+	}
+	return 0
+}
+
+// contextToken handles mixed letter/digit tokens that are identifiers only in context.
+func (sc *scanner) contextToken(a, b int) {
+	t := sc.s[a:b]
+	digits := 0
+	for i := 0; i < len(t); i++ {
+		if isDigit(t[i]) {
+			digits++
+		}
+	}
+	dp, dd := sc.ctxDist(a, b, kwPassport), sc.ctxDist(a, b, kwDriver)
+	switch {
+	case dp >= 0 && (dd < 0 || dp < dd) && len(t) >= 6 && len(t) <= 9 && digits >= 6 && isAlpha(t[0]):
+		sc.add(a, b, USPassport, "passport-context", 0.8)
+	case dd >= 0 && len(t) >= 5 && len(t) <= 15 && digits >= 4:
+		sc.add(a, b, USDriverLicense, "licence-context", 0.75)
+	}
+}
+
+var (
+	months    = `(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?`
+	reDOBWord = regexp.MustCompile(`(?i)^[^0-9a-z]{0,4}(?:(?:is|was|on|date|of|:)[^0-9a-z]{1,3}){0,3}(\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?` + months + `,?\s+\d{4}|` + months + `\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})`)
+	reStreet  = regexp.MustCompile(`\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][a-zA-Z'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Square|Sq|Crescent|Close)\b(?:\.,)?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*[A-Za-z0-9-]+)?(?:,\s+[A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)?)?(?:,\s+[A-Z]{2})?(?:,?\s+\d{5}(?:-\d{4})?)?`)
+	reIgnore  = regexp.MustCompile(`^(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|former|original|initial|system|safety|every|these|those|everything)\s+){0,4}(?:instructions?|prompts?|rules|directions|guidelines|context|commands|orders|constraints|restrictions|guardrails|messages?|programming|policies|you\s+were\s+told|said|above)`)
+	reRole    = regexp.MustCompile(`^(?:pretend|act|behave|roleplay)\s+(?:to\s+be|as|like|you\s+are|that\s+you\s+are)\s+(?:an?\s+|the\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b|different|ai\s+(?:with|without)|model\s+without|developer|hacker|rogue|free)`)
+)
+
+var notNameWords = map[string]bool{"The": true, "A": true, "An": true, "I": true, "My": true, "Your": true, "Our": true, "This": true,
+	"That": true, "Please": true, "Thanks": true, "Thank": true, "Hi": true, "Hello": true, "Dear": true, "Best": true,
+	"Regards": true, "Sincerely": true, "Team": true, "All": true, "Everyone": true, "Sir": true, "Madam": true, "Customer": true,
+	"Support": true, "Monday": true, "Tuesday": true, "Wednesday": true, "Thursday": true, "Friday": true, "Saturday": true,
+	"Sunday": true, "January": true, "February": true, "March": true, "April": true, "June": true, "July": true,
+	"August": true, "September": true, "October": true, "November": true, "December": true, "Is": true, "And": true, "Or": true,
+	"We": true, "You": true, "He": true, "She": true, "They": true, "It": true, "In": true, "On": true, "At": true, "To": true}
+
+// capWords reads up to max capitalised words (or initials) starting at p
+// after skipping spaces, returning the end of the last one and how many.
+func (sc *scanner) capWords(p, max int) (int, int) {
+	s := sc.s
+	end, count := p, 0
+	for count < max {
+		q := end
+		for q < len(s) && q-end < 2 && s[q] == ' ' {
+			q++
+		}
+		if q >= len(s) || !isUpper(s[q]) || (count > 0 && q == end) {
+			break
+		}
+		w := q + 1
+		for w < len(s) && (isLower(s[w]) || s[w] == '\'' || (s[w] == '-' && w+1 < len(s) && isUpper(s[w+1])) || isUpper(s[w]) && s[w-1] == '-') {
+			w++
+		}
+		if w < len(s) && isUpper(s[w]) { // ALLCAPS words are not names here
+			break
+		}
+		if w == q+1 && w < len(s) && s[w] == '.' { // initial
+			w++
+		} else if w == q+1 {
+			break
+		}
+		if notNameWords[s[q:w]] {
+			break
+		}
+		end = w
+		count++
+	}
+	return end, count
+}
+
+// keywordDetectors runs the detectors anchored on a context word.
+func (sc *scanner) keywordDetectors(h kwHit) {
+	s := sc.s
+	pos, end := int(h.pos), int(h.end)
+	capitalised := isUpper(s[pos])
+	if h.bits&kwDOB != 0 {
+		w := s[end:min(len(s), end+60)]
+		if m := reDOBWord.FindStringSubmatchIndex(w); m != nil {
+			sc.add(end+m[2], end+m[3], DateTime, "date-of-birth", 0.85)
+		}
+	}
+	if h.bits&kwInj != 0 {
+		sc.injection(pos, end)
+	}
+	if h.bits&kwTitle != 0 && capitalised {
+		p := end
+		if p < len(s) && s[p] == '.' {
+			p++
+		}
+		if e, c := sc.capWords(p, 3); c > 0 && p < len(s) && s[p] == ' ' {
+			sc.add(p+1, e, Person, "title-context", 0.85)
+		}
+	}
+	if h.bits&(kwNameTrigger|kwGreeting) != 0 {
+		sc.nameAfterTrigger(pos, end, h.bits)
+	}
+	if h.bits&kwFirstName != 0 && capitalised && !isUpper(s[min(len(s)-1, pos+1)]) {
+		if e, c := sc.capWords(end, 2); c > 0 {
+			sc.add(pos, e, Person, "name-dictionary", 0.7)
+		}
+	}
+	if h.bits&kwStreet != 0 && capitalised {
+		lo := max(0, pos-80)
+		w := s[lo:min(len(s), end+80)]
+		for _, m := range reStreet.FindAllStringIndex(w, -1) {
+			if lo+m[0] <= pos && lo+m[1] >= end {
+				sc.add(lo+m[0], lo+m[1], Location, "street-address", 0.8)
+				break
+			}
+		}
+	}
+	if h.bits&kwAddr != 0 {
+		p := end
+		for _, prep := range []string{" in ", " at ", " to ", " is ", ": ", " - "} {
+			if strings.HasPrefix(s[p:], prep) {
+				p += len(prep) - 1
+				if m := reStreet.FindStringIndex(s[p+1 : min(len(s), p+160)]); m != nil && m[0] == 0 {
+					sc.add(p+1, p+1+m[1], Location, "street-address", 0.8)
+				} else if e, c := sc.capWords(p, 3); c > 0 {
+					sc.add(p+1, e, Location, "address-context", 0.7)
+				}
+				break
+			}
+		}
+	}
+	if h.bits&kwCity != 0 && capitalised && !isUpper(s[min(len(s)-1, pos+1)]) {
+		sc.add(pos, end, Location, "place-dictionary", 0.6)
+	}
+	if h.bits&kwCity2 != 0 && capitalised && end+1 < len(s) && s[end] == ' ' && isUpper(s[end+1]) {
+		w := end + 2
+		for w < len(s) && isLower(s[w]) {
+			w++
+		}
+		if twoWordPlaces[strings.ToLower(s[pos:w])] {
+			sc.add(pos, w, Location, "place-dictionary", 0.7)
+		}
+	}
+}
+
+// nameAfterTrigger reports a name after "my name is", "Dear", "Regards," and similar.
+func (sc *scanner) nameAfterTrigger(pos, end int, bits uint32) {
+	s := sc.s
+	word := strings.ToLower(s[pos:end])
+	p := end
+	need := 1
+	score := 0.8
+	switch word {
+	case "name":
+		for _, sfx := range []string{" is", ":", " -", " ="} {
+			if strings.HasPrefix(s[p:], sfx) {
+				p += len(sfx)
+				break
+			}
+		}
+		if p == end {
+			return
+		}
+		score = 0.85
+	case "named":
+		score = 0.8
+	case "dear", "hi", "hello", "hey":
+	case "sincerely", "regards", "thanks", "cheers", "signed":
+		for p < len(s) && (s[p] == ',' || s[p] == ':' || s[p] == '\n' || s[p] == '\r' || s[p] == ' ') && p-end < 4 {
+			p++
+		}
+		if p == end {
+			return
+		}
+		p--
+		if s[p] != ' ' && s[p] != '\n' {
+			return
+		}
+	case "patient", "customer", "employee", "from":
+		need = 2
+		score = 0.7
+	default:
+		return
+	}
+	if p >= len(s) || (s[p] != ' ' && s[p] != '\n') {
+		return
+	}
+	e, c := sc.capWords(p+1-1, 3)
+	if s[p] == '\n' {
+		e, c = sc.capWords(p+1, 3)
+	}
+	if c < need {
+		return
+	}
+	first := p + 1
+	for first < len(s) && s[first] == ' ' {
+		first++
+	}
+	if bits&kwGreeting != 0 && bits&kwNameTrigger == 0 {
+		// A greeting only counts when the next word is a known given name.
+		h, ok := keywords[strings.ToLower(s[first:wordEnd(s, first)])]
+		if !ok || h&kwFirstName == 0 {
+			return
+		}
+	}
+	sc.add(first, e, Person, "name-context", score)
+}
+
+func wordEnd(s string, p int) int {
+	for p < len(s) && isAlpha(s[p]) {
+		p++
+	}
+	return p
+}
+
+// injection scores well-known injection and jailbreak phrases anchored at a trigger word.
+func (sc *scanner) injection(pos, end int) {
+	s := sc.s
+	n := min(len(s)-pos, len(sc.low))
+	for i := 0; i < n; i++ {
+		c := s[pos+i]
+		if isUpper(c) {
+			c += 'a' - 'A'
+		} else if c == '\n' || c == '\t' {
+			c = ' '
+		}
+		sc.low[i] = c
+	}
+	w := string(sc.low[:n])
+	hit := func(l int, rule string, score float64) {
+		sc.inj = append(sc.inj, cand{start: pos, end: pos + l, typ: PromptInjection, rule: rule, score: score})
+	}
+	switch w[:end-pos] {
+	case "ignore", "disregard", "forget", "override", "bypass":
+		if m := reIgnore.FindStringIndex(w); m != nil {
+			hit(m[1], "ignore-previous-instructions", 0.9)
+		}
+	case "you":
+		for _, p := range []string{"you are now", "you're now", "you will now", "you must now", "you are no longer", "you are dan", "you are going to act"} {
+			if strings.HasPrefix(w, p) {
+				sc2 := 0.75
+				if strings.Contains(w, "dan") || strings.Contains(w, "unrestricted") || strings.Contains(w, "jailbr") || strings.Contains(w, "no restrictions") || strings.Contains(w, "unfiltered") || strings.Contains(w, "without any") || strings.Contains(w, "evil") {
+					sc2 = 0.85
+				}
+				hit(len(p), "role-reassignment", sc2)
+				return
+			}
+		}
+	case "from":
+		if strings.HasPrefix(w, "from now on") {
+			if strings.Contains(w, "you are") || strings.Contains(w, "you will") || strings.Contains(w, "you're") {
+				hit(11, "role-reassignment", 0.75)
+			} else {
+				hit(11, "role-reassignment", 0.5)
+			}
+		}
+	case "pretend", "act", "behave", "roleplay":
+		if m := reRole.FindStringIndex(w); m != nil {
+			hit(m[1], "role-reassignment", 0.8)
+		}
+	case "jailbreak", "jailbroken":
+		hit(end-pos, "jailbreak-keyword", 0.6)
+	case "developer", "dan", "god":
+		if strings.HasPrefix(w[end-pos:], " mode") {
+			hit(end-pos+5, "jailbreak-mode", 0.85)
+		}
+	case "do":
+		if strings.HasPrefix(w, "do anything now") {
+			hit(15, "jailbreak-mode", 0.85)
+		}
+	case "reveal", "print", "show", "repeat", "output", "display", "leak":
+		win := w[:min(len(w), 60)]
+		for _, p := range []string{"system prompt", "your instructions", "initial instructions", "hidden instructions", "your prompt", "the prompt above", "everything above", "your rules"} {
+			if k := strings.Index(win, p); k >= 0 {
+				hit(k+len(p), "prompt-leak", 0.8)
+				return
+			}
+		}
+	case "new":
+		for _, p := range []string{"new instructions:", "new instructions follow", "new system prompt", "new rules:"} {
+			if strings.HasPrefix(w, p) {
+				hit(len(p), "instruction-injection", 0.7)
+				break
+			}
+		}
+	case "system":
+		switch {
+		case strings.HasPrefix(w, "system override"):
+			hit(15, "instruction-injection", 0.8)
+		case strings.HasPrefix(w, "system prompt:") || (strings.HasPrefix(w, "system:") && (pos == 0 || s[pos-1] == '\n')):
+			hit(7, "instruction-injection", 0.6)
+		}
+	}
+}
