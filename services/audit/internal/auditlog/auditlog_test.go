@@ -13,6 +13,7 @@ import (
 	"github.com/bulwarkhq/bulwark/services/audit/checkpoint"
 	"github.com/bulwarkhq/bulwark/services/audit/evidence"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/auditlog"
+	"github.com/bulwarkhq/bulwark/services/audit/internal/audittest"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/merklelog"
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
@@ -20,9 +21,9 @@ import (
 )
 
 func TestIngest_RecordsEveryMessageInStreamOrderWithProofs(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(t)
-	run(t, l)
+	e := audittest.New(t)
+	l := e.Open(t)
+	audittest.Run(t, l)
 	ctx := context.Background()
 	for i := range 30 {
 		d := auditv1.Decision_DECISION_ALLOWED
@@ -33,10 +34,10 @@ func TestIngest_RecordsEveryMessageInStreamOrderWithProofs(t *testing.T) {
 		if i%2 == 0 {
 			p = "bob"
 		}
-		e.publish(t, evidence.SubjectLLMCall, llmCall(i, p, "gpt-4o", d))
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(i, p, "gpt-4o", d))
 	}
-	e.publish(t, evidence.SubjectAdminAction, adminAction("carol"))
-	size := waitCheckpointed(t, e, l)
+	e.Publish(t, evidence.SubjectAdminAction, audittest.AdminAction("carol"))
+	size := audittest.WaitCheckpointed(t, e, l)
 	if size != 31 {
 		t.Fatalf("tree size %d, want 31", size)
 	}
@@ -54,8 +55,8 @@ func TestIngest_RecordsEveryMessageInStreamOrderWithProofs(t *testing.T) {
 		}
 	}
 	// The checkpoint note verifies with the public key alone.
-	v, _ := note.NewVerifier(e.vkey)
-	if _, err := checkpoint.Open(cp.Note, v, origin); err != nil {
+	v, _ := note.NewVerifier(e.VKey)
+	if _, err := checkpoint.Open(cp.Note, v, audittest.Origin); err != nil {
 		t.Fatal(err)
 	}
 
@@ -127,16 +128,16 @@ func mustToken(t *testing.T, tok string) uint64 {
 }
 
 func TestIngest_MalformedMessageIsDeadLetteredNotDropped(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(t)
-	run(t, l)
+	e := audittest.New(t)
+	l := e.Open(t)
+	audittest.Run(t, l)
 	ctx := context.Background()
-	e.publish(t, evidence.SubjectLLMCall, llmCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
-	e.publishRaw(t, evidence.SubjectLLMCall, []byte("not protobuf \xff\xff"))
-	bad := llmCall(2, "alice", "m", auditv1.Decision_DECISION_UNSPECIFIED)
-	e.publish(t, evidence.SubjectLLMCall, bad)
-	waitFor(t, "two dead letters", func() bool { return e.streamLast(t) == 5 })
-	waitCheckpointed(t, e, l)
+	e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+	e.PublishRaw(t, evidence.SubjectLLMCall, []byte("not protobuf \xff\xff"))
+	bad := audittest.LLMCall(2, "alice", "m", auditv1.Decision_DECISION_UNSPECIFIED)
+	e.Publish(t, evidence.SubjectLLMCall, bad)
+	audittest.WaitFor(t, "two dead letters", func() bool { return e.StreamLast(t) == 5 })
+	audittest.WaitCheckpointed(t, e, l)
 
 	inv, _, _ := l.Query(ctx, auditlog.Filter{Kind: evidence.KindInvalid})
 	if len(inv) != 2 || inv[0].Index != 1 || inv[1].Index != 2 || inv[0].Invalid == "" {
@@ -159,15 +160,15 @@ func TestIngest_MalformedMessageIsDeadLetteredNotDropped(t *testing.T) {
 }
 
 func TestIngest_RepublishedEventIDIsStoredOnce(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(t)
-	run(t, l)
-	ev := llmCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED)
+	e := audittest.New(t)
+	l := e.Open(t)
+	audittest.Run(t, l)
+	ev := audittest.LLMCall(1, "alice", "m", auditv1.Decision_DECISION_ALLOWED)
 	for range 3 {
-		e.publish(t, evidence.SubjectLLMCall, ev)
+		e.Publish(t, evidence.SubjectLLMCall, ev)
 	}
-	e.publish(t, evidence.SubjectLLMCall, llmCall(2, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
-	if size := waitCheckpointed(t, e, l); size != 2 {
+	e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(2, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+	if size := audittest.WaitCheckpointed(t, e, l); size != 2 {
 		t.Fatalf("tree size %d, want 2", size)
 	}
 }
@@ -190,9 +191,9 @@ func (c *crashingStore) PutState(ctx context.Context, s merklelog.State) error {
 }
 
 func TestCrash_RestartResumesWithoutLossOrDuplication(t *testing.T) {
-	e := newEnv(t)
+	e := audittest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := e.params(&crashingStore{Store: e.store, n: 3, cancel: cancel})
+	p := e.Params(&crashingStore{Store: e.Store, n: 3, cancel: cancel})
 	p.BatchSize = 50
 	l1, err := auditlog.New(context.Background(), p)
 	if err != nil {
@@ -203,7 +204,7 @@ func TestCrash_RestartResumesWithoutLossOrDuplication(t *testing.T) {
 	go func() {
 		defer close(pubDone)
 		for i := range total {
-			e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+			e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
 		}
 	}()
 	_ = l1.Run(ctx) // returns when the store "crashes"
@@ -213,13 +214,13 @@ func TestCrash_RestartResumesWithoutLossOrDuplication(t *testing.T) {
 	}
 
 	// Restart on the real store while publishing continues; a second crash-free run.
-	l2 := e.open(t)
+	l2 := e.Open(t)
 	if l2.Size() != crashedAt {
 		t.Fatalf("restart at size %d, want the committed %d", l2.Size(), crashedAt)
 	}
-	run(t, l2)
+	audittest.Run(t, l2)
 	<-pubDone
-	size := waitCheckpointed(t, e, l2)
+	size := audittest.WaitCheckpointed(t, e, l2)
 	if size != total {
 		t.Fatalf("tree size %d after restart, want %d (lost or doubled)", size, total)
 	}
@@ -248,26 +249,26 @@ func TestCrash_RestartResumesWithoutLossOrDuplication(t *testing.T) {
 	}
 	// Every checkpoint ever published is consistent with the next.
 	assertCheckpointChain(t, e, l2)
-	if s, err := verify(t, export(t, l2, time.Time{}, time.Time{}), e.vkey); err != nil || s.Records != total {
+	if s, err := audittest.Verify(t, audittest.Export(t, l2, time.Time{}, time.Time{}), e.VKey); err != nil || s.Records != total {
 		t.Fatalf("export after crash: %v (%d records)", err, s.Records)
 	}
 }
 
-func assertCheckpointChain(t *testing.T, e *env, l *auditlog.Log) {
+func assertCheckpointChain(t *testing.T, e *audittest.Env, l *auditlog.Log) {
 	t.Helper()
 	ctx := context.Background()
-	n, err := e.store.CheckpointCount(ctx)
+	n, err := e.Store.CheckpointCount(ctx)
 	if err != nil || n == 0 {
 		t.Fatalf("checkpoints: %d, %v", n, err)
 	}
-	v, _ := note.NewVerifier(e.vkey)
+	v, _ := note.NewVerifier(e.VKey)
 	var prev *checkpoint.Checkpoint
 	for i := uint64(1); i <= n; i++ {
-		b, err := e.store.CheckpointAt(ctx, i)
+		b, err := e.Store.CheckpointAt(ctx, i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := checkpoint.Open(b, v, origin)
+		c, err := checkpoint.Open(b, v, audittest.Origin)
 		if err != nil {
 			t.Fatalf("checkpoint %d: %v", i, err)
 		}
@@ -288,29 +289,29 @@ func assertCheckpointChain(t *testing.T, e *env, l *auditlog.Log) {
 }
 
 func TestExport_BundleVerifiesOfflineAndCoversTheTimeRange(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(t)
-	run(t, l)
+	e := audittest.New(t)
+	l := e.Open(t)
+	audittest.Run(t, l)
 	for i := range 40 {
-		e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(i, "alice", "m", auditv1.Decision_DECISION_ALLOWED))
 	}
-	waitCheckpointed(t, e, l)
+	audittest.WaitCheckpointed(t, e, l)
 	mid := time.Now()
 	time.Sleep(10 * time.Millisecond)
 	for i := range 25 {
-		e.publish(t, evidence.SubjectLLMCall, llmCall(100+i, "bob", "m", auditv1.Decision_DECISION_ALLOWED))
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(100+i, "bob", "m", auditv1.Decision_DECISION_ALLOWED))
 	}
-	e.publishRaw(t, evidence.SubjectAdminAction, []byte{0x0a, 0x01})
-	waitCheckpointed(t, e, l)
+	e.PublishRaw(t, evidence.SubjectAdminAction, []byte{0x0a, 0x01})
+	audittest.WaitCheckpointed(t, e, l)
 
-	s, err := verify(t, export(t, l, time.Time{}, time.Time{}), e.vkey)
+	s, err := audittest.Verify(t, audittest.Export(t, l, time.Time{}, time.Time{}), e.VKey)
 	if err != nil {
 		t.Fatal(err, s.Problems)
 	}
 	if s.Records != 67 || s.ByKind["llm_call"] != 65 || s.ByKind["invalid"] != 1 || s.ByKind["dead_letter"] != 1 || s.KeyFromBundle {
 		t.Fatalf("summary %+v", s)
 	}
-	s, err = verify(t, export(t, l, mid, time.Time{}), e.vkey)
+	s, err = audittest.Verify(t, audittest.Export(t, l, mid, time.Time{}), e.VKey)
 	if err != nil {
 		t.Fatal(err, s.Problems)
 	}
@@ -318,8 +319,8 @@ func TestExport_BundleVerifiesOfflineAndCoversTheTimeRange(t *testing.T) {
 		t.Fatalf("range export: first %d, %d records", s.FirstIndex, s.Records)
 	}
 	// A bundle checked with another key is rejected.
-	_, other, _ := note.GenerateKey(rand.Reader, origin)
-	if _, err := verify(t, export(t, l, mid, time.Time{}), other); !errors.Is(err, evidence.ErrTampered) {
+	_, other, _ := note.GenerateKey(rand.Reader, audittest.Origin)
+	if _, err := audittest.Verify(t, audittest.Export(t, l, mid, time.Time{}), other); !errors.Is(err, evidence.ErrTampered) {
 		t.Fatalf("bundle verified with a foreign key: %v", err)
 	}
 }
@@ -334,22 +335,22 @@ func setLines(files map[string][]byte, lines [][]byte) {
 }
 
 func TestTamper_BundleChangesAreDetectedAndNamed(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(t)
-	run(t, l)
+	e := audittest.New(t)
+	l := e.Open(t)
+	audittest.Run(t, l)
 	for i := range 20 {
-		e.publish(t, evidence.SubjectLLMCall, llmCall(i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
 	}
-	waitCheckpointed(t, e, l)
+	audittest.WaitCheckpointed(t, e, l)
 	for i := range 20 {
-		e.publish(t, evidence.SubjectLLMCall, llmCall(20+i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(20+i, "alice", "gpt-4o", auditv1.Decision_DECISION_ALLOWED))
 	}
-	waitCheckpointed(t, e, l)
-	bundle := export(t, l, time.Time{}, time.Time{})
-	if _, err := verify(t, bundle, e.vkey); err != nil {
+	audittest.WaitCheckpointed(t, e, l)
+	bundle := audittest.Export(t, l, time.Time{}, time.Time{})
+	if _, err := audittest.Verify(t, bundle, e.VKey); err != nil {
 		t.Fatal(err)
 	}
-	otherSigner, _, _ := note.GenerateKey(rand.Reader, origin)
+	otherSigner, _, _ := note.GenerateKey(rand.Reader, audittest.Origin)
 	forger, _ := note.NewSigner(otherSigner)
 
 	cases := []struct {
@@ -403,7 +404,7 @@ func TestTamper_BundleChangesAreDetectedAndNamed(t *testing.T) {
 			ls := bytes.Split(bytes.TrimSpace(f["checkpoints.jsonl"]), []byte("\n"))
 			var c evidence.CheckpointEntry
 			mustJSON(t, ls[0], &c)
-			cp := checkpoint.Checkpoint{Origin: origin, Size: c.TreeSize, Root: make([]byte, 32), Time: c.Time}
+			cp := checkpoint.Checkpoint{Origin: audittest.Origin, Size: c.TreeSize, Root: make([]byte, 32), Time: c.Time}
 			signed, _ := checkpoint.Sign(cp, forger)
 			c.SignedNote, c.RootHash = string(signed), cp.Root
 			ls[0] = toJSON(t, c)
@@ -412,9 +413,9 @@ func TestTamper_BundleChangesAreDetectedAndNamed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			names, files := bundleFiles(t, bundle)
+			names, files := audittest.BundleFiles(t, bundle)
 			tc.tamper(files)
-			s, err := verify(t, writeBundle(t, names, files), e.vkey)
+			s, err := audittest.Verify(t, audittest.WriteBundle(t, names, files), e.VKey)
 			if !errors.Is(err, evidence.ErrTampered) {
 				t.Fatalf("tampered bundle verified: %v", err)
 			}

@@ -1,4 +1,6 @@
-package auditlog_test
+// Package audittest starts the audit log against a real embedded NATS JetStream and a
+// real Vault dev server for tests and benchmarks.
+package audittest
 
 import (
 	"archive/tar"
@@ -25,23 +27,23 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-const origin = "bulwark.audit/test"
+const Origin = "bulwark.audit/test"
 
 // env is a real embedded NATS JetStream and a real Vault dev server with a transit key.
-type env struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	store  *jsstore.Store
-	signer *vaultsign.Signer
-	vkey   string
+type Env struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Store  *jsstore.Store
+	Signer *vaultsign.Signer
+	VKey   string
 }
 
-func newEnv(t testing.TB) *env {
+func New(t testing.TB) *Env {
 	t.Helper()
 	ctx := context.Background()
 	nc, js := platformtest.NATS(t)
 	vs := platformtest.Vault(t)
-	signer, err := vaultsign.New(ctx, vaultsign.Params{Client: vs.Client, Mount: "transit", Key: "checkpoints", Name: origin, Create: true})
+	signer, err := vaultsign.New(ctx, vaultsign.Params{Client: vs.Client, Mount: "transit", Key: "checkpoints", Name: Origin, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,29 +51,29 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{nc: nc, js: js, signer: signer, vkey: vkey}
-	e.store = e.newStore(t)
+	e := &Env{NC: nc, JS: js, Signer: signer, VKey: vkey}
+	e.Store = e.NewStore(t)
 	return e
 }
 
-func (e *env) newStore(t testing.TB) *jsstore.Store {
+func (e *Env) NewStore(t testing.TB) *jsstore.Store {
 	t.Helper()
-	st, err := jsstore.New(context.Background(), jsstore.Params{JS: e.js, Retention: 400 * 24 * time.Hour, Duplicates: 2 * time.Minute})
+	st, err := jsstore.New(context.Background(), jsstore.Params{JS: e.JS, Retention: 400 * 24 * time.Hour, Duplicates: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
 }
 
-func (e *env) params(store auditlog.Store) auditlog.Params {
-	pem, _ := e.signer.PublicKeyPEM()
-	return auditlog.Params{Store: store, Signer: e.signer, VerifierKey: e.vkey, PublicKeyPEM: pem, Origin: origin,
+func (e *Env) Params(store auditlog.Store) auditlog.Params {
+	pem, _ := e.Signer.PublicKeyPEM()
+	return auditlog.Params{Store: store, Signer: e.Signer, VerifierKey: e.VKey, PublicKeyPEM: pem, Origin: Origin,
 		CheckpointEvery: 100, CheckpointInterval: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
 }
 
-func (e *env) open(t testing.TB) *auditlog.Log {
+func (e *Env) Open(t testing.TB) *auditlog.Log {
 	t.Helper()
-	l, err := auditlog.New(context.Background(), e.params(e.store))
+	l, err := auditlog.New(context.Background(), e.Params(e.Store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func (e *env) open(t testing.TB) *auditlog.Log {
 }
 
 // run ingests in the background until the test ends or stop is called.
-func run(t testing.TB, l *auditlog.Log) (stop func()) {
+func Run(t testing.TB, l *auditlog.Log) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = l.Run(ctx) })
@@ -88,7 +90,7 @@ func run(t testing.TB, l *auditlog.Log) (stop func()) {
 	return stop
 }
 
-func llmCall(i int, principal, model string, d auditv1.Decision) *auditv1.AuditEvent {
+func LLMCall(i int, principal, model string, d auditv1.Decision) *auditv1.AuditEvent {
 	return &auditv1.AuditEvent{
 		EventId: ulid.Make().String(), Time: timestamppb.Now(), Environment: "test", SourceService: "gateway",
 		Payload: &auditv1.AuditEvent_LlmCall{LlmCall: &auditv1.LlmCall{
@@ -99,7 +101,7 @@ func llmCall(i int, principal, model string, d auditv1.Decision) *auditv1.AuditE
 	}
 }
 
-func adminAction(actor string) *auditv1.AuditEvent {
+func AdminAction(actor string) *auditv1.AuditEvent {
 	return &auditv1.AuditEvent{
 		EventId: ulid.Make().String(), Time: timestamppb.Now(), Environment: "test", SourceService: "identity",
 		Payload: &auditv1.AuditEvent_AdminAction{AdminAction: &auditv1.AdminAction{Actor: actor, Action: "identity.apikey.create", Target: "key-9"}},
@@ -107,27 +109,27 @@ func adminAction(actor string) *auditv1.AuditEvent {
 }
 
 // publish sends an event as the publishers do: protobuf, Nats-Msg-Id = event id.
-func (e *env) publish(t testing.TB, subject string, ev *auditv1.AuditEvent) {
+func (e *Env) Publish(t testing.TB, subject string, ev *auditv1.AuditEvent) {
 	t.Helper()
 	b, err := proto.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.js.Publish(context.Background(), subject, b, jetstream.WithMsgID(ev.GetEventId())); err != nil {
+	if _, err := e.JS.Publish(context.Background(), subject, b, jetstream.WithMsgID(ev.GetEventId())); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *env) publishRaw(t testing.TB, subject string, data []byte) {
+func (e *Env) PublishRaw(t testing.TB, subject string, data []byte) {
 	t.Helper()
-	if _, err := e.js.Publish(context.Background(), subject, data); err != nil {
+	if _, err := e.JS.Publish(context.Background(), subject, data); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *env) streamLast(t testing.TB) uint64 {
+func (e *Env) StreamLast(t testing.TB) uint64 {
 	t.Helper()
-	_, last, err := e.store.Bounds(context.Background())
+	_, last, err := e.Store.Bounds(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func (e *env) streamLast(t testing.TB) uint64 {
 }
 
 // waitFor polls until cond holds or 20 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
+func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -147,11 +149,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // waitCheckpointed waits until the whole stream is in the tree and in a checkpoint.
-func waitCheckpointed(t testing.TB, e *env, l *auditlog.Log) uint64 {
+func WaitCheckpointed(t testing.TB, e *Env, l *auditlog.Log) uint64 {
 	t.Helper()
 	var size uint64
-	waitFor(t, "checkpoint covering the stream", func() bool {
-		last := e.streamLast(t)
+	WaitFor(t, "checkpoint covering the stream", func() bool {
+		last := e.StreamLast(t)
 		cp, err := l.LatestCheckpoint(context.Background())
 		size = cp.Size
 		return err == nil && cp.Size == last && l.Size() == last
@@ -159,7 +161,7 @@ func waitCheckpointed(t testing.TB, e *env, l *auditlog.Log) uint64 {
 	return size
 }
 
-func export(t testing.TB, l *auditlog.Log, start, end time.Time) []byte {
+func Export(t testing.TB, l *auditlog.Log, start, end time.Time) []byte {
 	t.Helper()
 	ctx := context.Background()
 	plan, err := l.PlanExport(ctx, start, end)
@@ -174,7 +176,7 @@ func export(t testing.TB, l *auditlog.Log, start, end time.Time) []byte {
 }
 
 // bundleFiles reads a bundle into name → content, keeping the order.
-func bundleFiles(t testing.TB, b []byte) ([]string, map[string][]byte) {
+func BundleFiles(t testing.TB, b []byte) ([]string, map[string][]byte) {
 	t.Helper()
 	gz, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
@@ -198,7 +200,7 @@ func bundleFiles(t testing.TB, b []byte) ([]string, map[string][]byte) {
 	return names, files
 }
 
-func writeBundle(t testing.TB, names []string, files map[string][]byte) []byte {
+func WriteBundle(t testing.TB, names []string, files map[string][]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -212,7 +214,7 @@ func writeBundle(t testing.TB, names []string, files map[string][]byte) []byte {
 	return buf.Bytes()
 }
 
-func verify(t testing.TB, b []byte, key string) (evidence.Summary, error) {
+func Verify(t testing.TB, b []byte, key string) (evidence.Summary, error) {
 	t.Helper()
 	return evidence.VerifyWith(bytes.NewReader(b), evidence.Options{TrustedKey: key})
 }
