@@ -2,8 +2,8 @@ package auditlog_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"

@@ -142,8 +142,8 @@ const (
 )
 
 type entry struct {
-	time                                                     int64
-	kind, decision                                           uint8
+	time                                                       int64
+	kind, decision                                             uint8
 	principal, team, key, modelReq, modelServed, provider, req uint32
 }
 
@@ -259,7 +259,7 @@ func (ix *index) timeRange(start, end int64) (uint64, uint64) {
 
 // Filter selects records; zero fields match everything.
 type Filter struct {
-	Start, End int64 // receive time, Unix nanoseconds, inclusive; 0 = open
+	Start, End                                                int64 // receive time, Unix nanoseconds, inclusive; 0 = open
 	Principal, Team, APIKey, Model, Provider, Kind, RequestID string
 	Decision                                                  auditv1.Decision
 	// After is the first leaf index to consider (from a page token).

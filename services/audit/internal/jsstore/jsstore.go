@@ -45,11 +45,11 @@ type Params struct {
 
 // Store is the JetStream-backed audit store.
 type Store struct {
-	p      Params
-	audit  jetstream.Stream
-	cps    jetstream.Stream
-	index  jetstream.Stream
-	kv     jetstream.KeyValue
+	p     Params
+	audit jetstream.Stream
+	cps   jetstream.Stream
+	index jetstream.Stream
+	kv    jetstream.KeyValue
 }
 
 // New creates or updates the streams and bucket.

@@ -3,7 +3,7 @@ package merklelog
 import (
 	"context"
 	"fmt"
-		"testing"
+	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
 )
