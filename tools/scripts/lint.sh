@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static checks: proto lint and format, breaking changes against main, that
+# Static checks: proto lint and format, breaking changes (see below), that
 # gen/ is exactly what the protos generate, go vet on every module, and that
 # every module also builds on its own (GOWORK=off), as a user vendoring one
 # service would build it.
@@ -9,11 +9,14 @@ cd "$root"
 tools/scripts/tools.sh
 bin/buf lint
 bin/buf format --diff --exit-code
-if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then
-  bin/buf breaking --against ".git#branch=main"
-else
-  echo "lint: no buf.yaml on main yet; skipping the breaking-change check"
-fi
+# Breaking changes: the working tree against HEAD, and every commit that ever
+# touched the protos against its parent, so no landed change broke a client.
+bin/buf breaking --against ".git#ref=HEAD"
+for c in $(git log --format=%H -- proto buf.yaml); do
+  git rev-parse -q --verify "$c~1" >/dev/null || continue
+  git cat-file -e "$c~1:buf.yaml" 2>/dev/null || continue
+  bin/buf breaking ".git#ref=$c" --against ".git#ref=$c~1" || { echo "lint: commit $c breaks the API" >&2; exit 1; }
+done
 tools/scripts/generate.sh
 if [ -n "$(git status --porcelain -- gen/)" ]; then
   echo "lint: gen/ differs from a fresh generation; run 'make generate' and commit:" >&2
