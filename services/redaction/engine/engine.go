@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,39 +227,61 @@ func (e *Engine) detect(text string, c *compiled) (found []Finding, injection fl
 }
 
 // resolveOverlaps keeps, among overlapping candidates, secrets first, then the
-// higher score, then the longer span.
+// higher score, then the longer span. Candidates are grouped into clusters of
+// transitively overlapping spans, so the quadratic choice only runs inside
+// (small) clusters.
 func resolveOverlaps(cs []cand) []cand {
 	if len(cs) < 2 {
 		return cs
 	}
-	sort.Slice(cs, func(a, b int) bool {
-		x, y := cs[a], cs[b]
-		if (x.typ == Secret) != (y.typ == Secret) {
-			return x.typ == Secret
-		}
-		if x.score != y.score {
-			return x.score > y.score
-		}
-		if x.end-x.start != y.end-y.start {
-			return x.end-x.start > y.end-y.start
-		}
-		return x.start < y.start
-	})
+	slices.SortFunc(cs, func(x, y cand) int { return cmp.Compare(x.start, y.start) })
 	out := make([]cand, 0, len(cs))
-	for _, c := range cs {
-		ok := true
-		for _, o := range out {
-			if c.start < o.end && o.start < c.end {
-				ok = false
-				break
+	for i := 0; i < len(cs); {
+		j, end := i+1, cs[i].end
+		for j < len(cs) && cs[j].start < end {
+			end = max(end, cs[j].end)
+			j++
+		}
+		if j == i+1 {
+			out = append(out, cs[i])
+			i = j
+			continue
+		}
+		cluster := cs[i:j]
+		slices.SortFunc(cluster, better)
+		first := len(out)
+		for _, c := range cluster {
+			ok := true
+			for _, o := range out[first:] {
+				if c.start < o.end && o.start < c.end {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				out = append(out, c)
 			}
 		}
-		if ok {
-			out = append(out, c)
-		}
+		slices.SortFunc(out[first:], func(x, y cand) int { return cmp.Compare(x.start, y.start) })
+		i = j
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].start < out[b].start })
 	return out
+}
+
+func better(x, y cand) int {
+	if (x.typ == Secret) != (y.typ == Secret) {
+		if x.typ == Secret {
+			return -1
+		}
+		return 1
+	}
+	if x.score != y.score {
+		return cmp.Compare(y.score, x.score)
+	}
+	if x.end-x.start != y.end-y.start {
+		return cmp.Compare(y.end-y.start, x.end-x.start)
+	}
+	return cmp.Compare(x.start, y.start)
 }
 
 // Inspect reports the findings of a text under a named profile without changing it.

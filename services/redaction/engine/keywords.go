@@ -101,3 +101,14 @@ france germany spain italy portugal ireland england scotland wales canada mexico
 china japan india pakistan bangladesh indonesia philippines vietnam thailand malaysia australia russia ukraine poland
 netherlands belgium switzerland austria sweden norway denmark finland greece turkey egypt nigeria kenya ethiopia israel
 iran iraq`
+
+// kwBloom[len][first] has bit (last) set when some keyword has that length,
+// first and last letter; it rejects most words without hashing them.
+var kwBloom = func() (t [15][26]uint32) {
+	for w := range keywords {
+		if len(w) < 15 && isLower(w[0]) && isLower(w[len(w)-1]) {
+			t[len(w)][w[0]-'a'] |= 1 << (w[len(w)-1] - 'a')
+		}
+	}
+	return t
+}()

@@ -3,8 +3,11 @@ package engine
 import (
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nyaruka/phonenumbers"
+	"google.golang.org/protobuf/proto"
 )
 
 // phase2 validates what the single pass collected, now that every context
@@ -189,7 +192,7 @@ func (sc *scanner) classify(r *numRun, a, b int) bool {
 		}
 	}
 	// Phone numbers, validated against libphonenumber metadata.
-	if nd >= 7 && nd <= 15 && uniform != "/" && uniform != "mixed" || (uniform == "mixed" && nd >= 10 && nd <= 15) {
+	if best.score < 0.9 && (nd >= 7 && nd <= 15 && uniform != "/" && uniform != "mixed" || (uniform == "mixed" && nd >= 10 && nd <= 15)) {
 		if score := sc.phone(d, plus, k, start, end, neg); score > 0 {
 			consider(PhoneNumber, "phonenumbers", score)
 		}
@@ -225,55 +228,130 @@ func cardGroups(r *numRun, a, b int) bool {
 	return true
 }
 
-var nationalRegions = []string{"GB", "DE", "FR", "IN", "AU", "IE", "NL", "ES", "IT"}
+// nationalRegions are tried, in order, for numbers written with a trunk '0'.
+var nationalRegions = []string{"GB", "DE", "FR", "IN", "AU", "IE", "NL", "ES"}
+
+// phoneValid checks a number against libphonenumber's metadata without the
+// cost of Parse: the caller already knows the country code and the digits.
+func phoneValid(cc int, national string, possibleOnly bool) bool {
+	if len(national) == 0 || len(national) > 17 {
+		return false
+	}
+	key := phoneKey{cc: int32(cc), national: national, possible: possibleOnly}
+	if v, ok := phoneMemo.Load(key); ok {
+		return v.(bool)
+	}
+	v := phoneValidUncached(cc, national, possibleOnly)
+	if phoneMemoSize.Add(1) > 8192 {
+		// Bounded: start over rather than grow without limit.
+		phoneMemo.Clear()
+		phoneMemoSize.Store(0)
+	}
+	phoneMemo.Store(phoneKey{cc: int32(cc), national: strings.Clone(national), possible: possibleOnly}, v)
+	return v
+}
+
+type phoneKey struct {
+	cc       int32
+	national string
+	possible bool
+}
+
+// phoneMemo remembers libphonenumber's verdicts: its checks run dozens of
+// regular expressions, and the same numbers (support lines, signatures)
+// recur across prompts.
+var (
+	phoneMemo     sync.Map
+	phoneMemoSize atomic.Int64
+)
+
+func phoneValidUncached(cc int, national string, possibleOnly bool) bool {
+	var nn uint64
+	for i := 0; i < len(national); i++ {
+		nn = nn*10 + uint64(national[i]-'0')
+	}
+	num := &phonenumbers.PhoneNumber{CountryCode: proto.Int32(int32(cc)), NationalNumber: proto.Uint64(nn)}
+	if national[0] == '0' {
+		z := 0
+		for z < len(national) && national[z] == '0' {
+			z++
+		}
+		num.ItalianLeadingZero = proto.Bool(true)
+		num.NumberOfLeadingZeros = proto.Int32(int32(z))
+	}
+	if possibleOnly {
+		return phonenumbers.IsPossibleNumber(num)
+	}
+	// Checking the main region first avoids libphonenumber's walk over every
+	// region that shares the calling code (25 for +1) in the common case.
+	if main := phonenumbers.GetRegionCodeForCountryCode(cc); main != "ZZ" && phonenumbers.IsValidNumberForRegion(num, main) {
+		return true
+	}
+	return phonenumbers.IsValidNumber(num)
+}
 
 // phone returns a score for a digit string as a phone number, or 0.
 func (sc *scanner) phone(d string, plus bool, k, start, end int, neg bool) float64 {
 	ctx := sc.ctx(start, end, kwPhone)
 	if plus {
-		num, err := phonenumbers.Parse("+"+d, "")
-		if err != nil {
-			return 0
-		}
-		if phonenumbers.IsValidNumber(num) {
-			if ctx {
-				return 0.95
+		for l := 1; l <= 3 && l < len(d); l++ {
+			cc := atoiN(d[:l])
+			if phonenumbers.GetRegionCodeForCountryCode(cc) == "ZZ" {
+				continue
 			}
-			return 0.9
-		}
-		if ctx && phonenumbers.IsPossibleNumber(num) {
-			return 0.6
+			switch {
+			case phoneValid(cc, d[l:], false):
+				if ctx {
+					return 0.95
+				}
+				return 0.9
+			case ctx && phoneValid(cc, d[l:], true):
+				return 0.6
+			}
+			return 0
 		}
 		return 0
 	}
 	if neg && !ctx {
 		return 0
 	}
-	regions := nationalRegions
-	if d[0] != '0' {
-		regions = []string{"US"}
-		if len(d) == 11 && d[0] == '1' {
-			regions = []string{"US"}
+	score := func(valid bool) float64 {
+		switch {
+		case !valid:
+			if ctx && k > 1 {
+				return 0.6
+			}
+			return 0
+		case ctx:
+			return 0.9
+		case k > 1:
+			return 0.8
 		}
+		return 0.4
 	}
-	for _, reg := range regions {
-		num, err := phonenumbers.Parse(d, reg)
-		if err != nil {
-			continue
+	switch {
+	case d[0] == '0':
+		if len(d) < 9 || len(d) > 12 {
+			return 0
 		}
-		if phonenumbers.IsValidNumberForRegion(num, reg) || (reg == "US" && phonenumbers.IsValidNumber(num)) {
-			switch {
-			case ctx:
-				return 0.9
-			case k > 1:
-				return 0.8
-			default:
-				return 0.4
+		for _, reg := range nationalRegions {
+			if phoneValid(phonenumbers.GetCountryCodeForRegion(reg), d[1:], false) {
+				return score(true)
 			}
 		}
-		if ctx && k > 1 && phonenumbers.IsPossibleNumber(num) {
-			return 0.6
+		return 0
+	case len(d) == 11 && d[0] == '1':
+		d = d[1:]
+		fallthrough
+	case len(d) == 10:
+		// NANP: area code and exchange start with 2-9.
+		if d[0] < '2' || d[3] < '2' {
+			return 0
 		}
+		if phoneValid(1, d, false) {
+			return score(true)
+		}
+		return score(false)
 	}
 	return 0
 }

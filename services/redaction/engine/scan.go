@@ -290,6 +290,10 @@ func (sc *scanner) lookupWord(a, b int) uint16 {
 	if l < 2 || l > 14 {
 		return 0
 	}
+	first, last := sc.s[a]|0x20, sc.s[b-1]|0x20
+	if kwBloom[l][first-'a']&(1<<(last-'a')) == 0 {
+		return 0
+	}
 	var buf [14]byte
 	for k := 0; k < l; k++ {
 		c := sc.s[a+k]

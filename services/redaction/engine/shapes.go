@@ -146,6 +146,10 @@ var prefixIndex = func() [256][]prefixRule {
 func (sc *scanner) shapes(i, e, j int, t string, f uint16) int {
 	s := sc.s
 	c := t[0]
+	if len(t) < 18 {
+		// Shorter than any provider key: only the short shapes below apply.
+		goto short
+	}
 	for _, r := range prefixIndex[c] {
 		if !strings.HasPrefix(t, r.prefix) {
 			continue
@@ -162,6 +166,7 @@ func (sc *scanner) shapes(i, e, j int, t string, f uint16) int {
 		}
 		break
 	}
+short:
 	switch {
 	case c == '-' && strings.HasPrefix(t, "-----BEGIN"):
 		if end := sc.pem(i); end > 0 {
