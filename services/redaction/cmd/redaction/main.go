@@ -1,0 +1,45 @@
+// Command redaction runs the redaction service on its own.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/redaction"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cfg redaction.Config
+	if err := platform.LoadConfig("BULWARK_REDACTION_", &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := platform.NewLogger(cfg.LogFormat, cfg.LogLevel)
+	if err := run(ctx, log, cfg); err != nil {
+		log.Error("redaction stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg redaction.Config) error {
+	log.InfoContext(ctx, "starting redaction", "config", platform.ConfigValue(cfg))
+	reg := platform.NewRegistry()
+	svc, err := redaction.New(redaction.Params{Config: cfg, Logger: log,
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+	if err != nil {
+		return err
+	}
+	srv, err := platform.NewServer(platform.ServerParams{Name: "redaction", Logger: log, Registry: reg,
+		Services: []platform.Service{{Name: svc.Name, Path: svc.Path, Handler: svc.Handler}}})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, cfg.Addr)
+}
