@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -91,6 +92,9 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 	}
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if strings.ContainsAny(p.Prefix, "{}") {
+		return nil, errors.New("limiter: the key prefix must not contain braces (they would change the hash tag)")
 	}
 	switch p.Partition {
 	case "":

@@ -1,0 +1,189 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+)
+
+// privateRedis starts a redis-server of this test's own on a free port, so the
+// test can stop it (or flush its scripts) without touching the shared one.
+func privateRedis(t *testing.T) (*redis.Client, *exec.Cmd) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("this test needs redis-server on PATH: %v", err)
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	for i := 0; ; i++ {
+		if c.Ping(context.Background()).Err() == nil {
+			return c, cmd
+		}
+		if i > 100 {
+			t.Fatal("private redis-server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func closedPortClient(t *testing.T) *redis.Client {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestReserve_FailsClosedWhenRedisIsUnreachable(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l, err := New(context.Background(), Params{Redis: closedPortClient(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := Limit{Name: "c", Kind: KindConcurrency, Limit: 10}
+	_, err = l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: []Limit{lim}})
+	if !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("err %v; want ErrStoreUnavailable", err)
+	}
+	if got := testutil.ToFloat64(l.m.failClosed); got != 1 {
+		t.Fatalf("fail-closed counter %v; want 1", got)
+	}
+	if _, err := l.Settle(context.Background(), reservationID(remotePrefix, "t", "r"), Usage{}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("settle err %v; want ErrStoreUnavailable", err)
+	}
+	if _, err := l.Usage(context.Background(), subject(), []Limit{lim}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("usage err %v; want ErrStoreUnavailable", err)
+	}
+}
+
+func TestReserve_FailsOpenWithTheLocalLimiterWhenAsked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	clk := newClock(t0)
+	l, err := New(context.Background(), Params{Redis: closedPortClient(t), Registerer: reg, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := []Limit{
+		{Name: "rph", Kind: KindRequests, Dimensions: []Dimension{DimAPIKey}, Limit: 5, Burst: 4, Period: time.Hour},
+		{Name: "tokens", Kind: KindTokens, Dimensions: []Dimension{DimAPIKey}, Limit: 1000, Calendar: CalendarDay},
+		{Name: "inflight", Kind: KindConcurrency, Dimensions: []Dimension{DimAPIKey}, Limit: 3},
+	}
+	var ids []string
+	for i := range 5 {
+		d, err := l.Reserve(context.Background(), ReserveRequest{RequestID: fmt.Sprint(i), Subject: subject(), Limits: limits, InputTokens: 100, FailOpen: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Degraded {
+			t.Fatal("a fail-open decision must say it is degraded")
+		}
+		if want := i < 3; d.Allowed != want {
+			t.Fatalf("local reserve %d allowed=%v; want %v (concurrency 3)", i, d.Allowed, want)
+		}
+		if d.Allowed {
+			ids = append(ids, d.ReservationID)
+		} else if d.DeniedBy != "inflight" {
+			t.Fatalf("denied by %q", d.DeniedBy)
+		}
+	}
+	// Settling locally frees the slot and charges the actual tokens.
+	r, err := l.Settle(context.Background(), ids[0], Usage{InputTokens: 10, OutputTokens: 20})
+	if err != nil || !r.Settled {
+		t.Fatal(err, r)
+	}
+	d, err := l.Reserve(context.Background(), ReserveRequest{RequestID: "after", Subject: subject(), Limits: limits, InputTokens: 100, FailOpen: true})
+	if err != nil || !d.Allowed {
+		t.Fatalf("after a local settle: %v %+v", err, d)
+	}
+	if tok := d.Statuses[1].Remaining; tok != 1000-30-100-100-100 {
+		t.Fatalf("local token budget remaining %d", tok)
+	}
+	// Unsettled local reservations expire too.
+	clk.Advance(DefaultTTL + 2*time.Second)
+	d, _ = l.Reserve(context.Background(), ReserveRequest{RequestID: "later", Subject: subject(), Limits: limits, InputTokens: 1, FailOpen: true})
+	if !d.Allowed || d.Statuses[2].Remaining != 2 {
+		t.Fatalf("expired local reservations still hold slots: %+v", d)
+	}
+	if got := testutil.ToFloat64(l.m.failOpen); got != 7 {
+		t.Fatalf("fail-open counter %v; want 7", got)
+	}
+	if got := testutil.ToFloat64(l.m.decisions.WithLabelValues("denied", "true")); got != 2 {
+		t.Fatalf("degraded denials counted %v; want 2", got)
+	}
+}
+
+func TestReserve_SwitchesToFailureModeWhenRedisStopsAndBackWhenItReturns(t *testing.T) {
+	rdb, srv := privateRedis(t)
+	l, err := New(context.Background(), Params{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := []Limit{{Name: "c", Kind: KindConcurrency, Limit: 10}}
+	d, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: lim})
+	if err != nil || !d.Allowed || d.Degraded {
+		t.Fatalf("with redis up: %v %+v", err, d)
+	}
+	_ = srv.Process.Kill()
+	_ = srv.Wait()
+	if _, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: lim}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("redis stopped, fail closed: %v", err)
+	}
+	d, err = l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: lim, FailOpen: true})
+	if err != nil || !d.Allowed || !d.Degraded {
+		t.Fatalf("redis stopped, fail open: %v %+v", err, d)
+	}
+}
+
+func TestReserve_RecoversWhenRedisForgetsTheScript(t *testing.T) {
+	rdb, _ := privateRedis(t)
+	l, err := New(context.Background(), Params{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil { // as after a restart or failover
+		t.Fatal(err)
+	}
+	lim := []Limit{{Name: "c", Kind: KindConcurrency, Limit: 10}}
+	d, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: lim})
+	if err != nil || !d.Allowed {
+		t.Fatalf("after SCRIPT FLUSH: %v %+v", err, d)
+	}
+	if r, err := l.Settle(context.Background(), d.ReservationID, Usage{}); err != nil || !r.Settled {
+		t.Fatalf("settle after SCRIPT FLUSH: %v %+v", err, r)
+	}
+}
+
+func TestNew_StartsEvenWhenRedisIsDown(t *testing.T) {
+	if _, err := New(context.Background(), Params{Redis: closedPortClient(t)}); err != nil {
+		t.Fatalf("New must not need Redis up (it fails per request instead): %v", err)
+	}
+}
