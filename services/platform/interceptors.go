@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // AuthFunc authenticates and authorizes one call from its procedure and headers.
@@ -55,12 +56,22 @@ type InterceptorParams struct {
 	Metrics *RPCMetrics
 	// Auth, when set, runs before the handler on every call.
 	Auth AuthFunc
+	// TracerProvider, when set, traces every call and continues the caller's trace.
+	TracerProvider trace.TracerProvider
 }
 
 // HandlerOptions returns the standard interceptor chain as handler options, in
-// order: recover with metrics and logging, then auth.
+// order: tracing (when configured), recover with metrics and logging, then auth.
 func HandlerOptions(p InterceptorParams) []connect.HandlerOption {
-	chain := []connect.Interceptor{&observeInterceptor{log: p.Logger, metrics: p.Metrics}}
+	var chain []connect.Interceptor
+	if p.TracerProvider != nil {
+		if t, err := TracingInterceptor(p.TracerProvider); err == nil {
+			chain = append(chain, t)
+		} else {
+			p.Logger.Error("tracing disabled", "error", err.Error())
+		}
+	}
+	chain = append(chain, &observeInterceptor{log: p.Logger, metrics: p.Metrics})
 	if p.Auth != nil {
 		chain = append(chain, &authInterceptor{auth: p.Auth})
 	}
