@@ -185,14 +185,15 @@ func (sc *scanner) classify(r *numRun, a, b int) bool {
 		switch {
 		case sc.ctx(start, end, kwNHS):
 			consider(UKNHS, "nhs-mod11", 0.95)
-		case k == 3 && !neg:
-			consider(UKNHS, "nhs-mod11", 0.55)
+		case !neg:
+			consider(UKNHS, "nhs-mod11", 0.5)
 		default:
 			consider(UKNHS, "nhs-mod11", 0.3)
 		}
 	}
 	// Phone numbers, validated against libphonenumber metadata.
-	if best.score < 0.9 && (nd >= 7 && nd <= 15 && uniform != "/" && uniform != "mixed" || (uniform == "mixed" && nd >= 10 && nd <= 15)) {
+	ssnShape := nd == 9 && k == 3 && glen(0) == 3 && glen(1) == 2 && glen(2) == 4
+	if best.score < 0.9 && !ssnShape && (nd >= 7 && nd <= 15 && uniform != "/" && uniform != "mixed" || (uniform == "mixed" && nd >= 10 && nd <= 15)) {
 		if score := sc.phone(d, plus, k, start, end, neg); score > 0 {
 			consider(PhoneNumber, "phonenumbers", score)
 		}
@@ -229,7 +230,7 @@ func cardGroups(r *numRun, a, b int) bool {
 }
 
 // nationalRegions are tried, in order, for numbers written with a trunk '0'.
-var nationalRegions = []string{"GB", "DE", "FR", "IN", "AU", "IE", "NL", "ES"}
+var nationalRegions = []string{"GB", "DE", "FR", "IN", "AU", "IE", "NL", "ES", "IL", "BR", "IT"}
 
 // phoneValid checks a number against libphonenumber's metadata without the
 // cost of Parse: the caller already knows the country code and the digits.

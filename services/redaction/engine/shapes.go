@@ -121,6 +121,35 @@ var prefixRules = []prefixRule{
 	{"ops_eyJ", "1password-service-account-token", csWordDot, 100, 1000, 0},
 	{"rubygems_", "rubygems-api-token", csHexLower, 48, 48, 0},
 	{"FLWSECK-", "flutterwave-secret-key", csWord, 32, 40, 0},
+	{"NRAK-", "new-relic-user-api-key", csUpperDigit, 27, 27, 0},
+	{"NRJS-", "new-relic-browser-api-token", csHexLower, 19, 19, 0},
+	{"NRII-", "new-relic-insert-key", csWord, 32, 32, 0},
+	{"dt0c01.", "dynatrace-api-token", csWordDot, 80, 90, 0},
+	{"EZAK", "easypost-api-token", csAlnum, 54, 54, 0},
+	{"duffel_live_", "duffel-api-token", csWord, 43, 43, 0},
+	{"duffel_test_", "duffel-api-token", csWord, 43, 43, 0},
+	{"tfp_", "typeform-api-token", csWordDot, 59, 59, 0},
+	{"fio-u-", "frameio-api-token", csWord, 64, 64, 0},
+	{"shippo_live_", "shippo-api-token", csHexLower, 40, 40, 0},
+	{"shippo_test_", "shippo-api-token", csHexLower, 40, 40, 0},
+	{"dnkey-", "defined-networking-api-token", csWord, 60, 80, 0},
+	{"CLOJARS_", "clojars-api-token", csAlnum, 60, 60, 0},
+	{"pnu_", "prefect-api-token", csAlnum, 36, 36, 0},
+	{"rdme_", "readme-api-token", csAlnum, 70, 70, 0},
+	{"sha256~", "openshift-user-token", csWord, 43, 43, 0},
+	{"ATATT3", "atlassian-api-token", csWordDot, 180, 200, 0},
+	{"HRKU-", "heroku-api-key-v2", csWord, 60, 70, 0},
+	{"EAAC", "facebook-access-token", csAlnum, 100, 400, 0},
+	{"EAAG", "facebook-access-token", csAlnum, 100, 400, 0},
+	{"AAAAAAAAAAAAAAAAAAAAA", "twitter-bearer-token", csWordDot, 80, 150, 0},
+	{"ghe_", "github-enterprise-token", csAlnum, 36, 36, 0},
+	{"oy2", "nuget-api-key", csHexLower, 43, 43, 0},
+	{"bkua_", "buildkite-agent-token", csHexLower, 40, 40, 0},
+	{"lip_", "lithic-api-key", csWord, 36, 64, 0},
+	{"phc_", "posthog-project-token", csWord, 43, 43, 0},
+	{"phx_", "posthog-personal-api-key", csWord, 43, 43, 0},
+	{"sgp_", "sourcegraph-access-token", csHexLower, 40, 60, 0},
+	{"AKCp", "jfrog-api-key", csAlnum, 69, 69, 0},
 }
 
 // prefixIndex groups rules by first byte; longer prefixes come first so
@@ -204,6 +233,24 @@ short:
 	}
 	if f&fDash != 0 && len(t) == 17 && macShape(t) {
 		sc.add(i, e, MACAddress, "mac", 0.85)
+	}
+	// Mailchimp: 32 hex + "-us" + datacenter.
+	if len(t) >= 36 && len(t) <= 37 && t[32] == '-' && t[33] == 'u' && t[34] == 's' && allHex(t[:32]) && allDigits(t[35:]) {
+		sc.addSecret(i, e, "mailchimp-api-key")
+	}
+	// Telegram bot tokens: bot id, ':', "AA" and 33 more characters.
+	if isDigit(c) && f&fColon != 0 && len(t) >= 43 && len(t) <= 48 {
+		if k := strings.IndexByte(t, ':'); k >= 8 && k <= 10 && allDigits(t[:k]) && strings.HasPrefix(t[k+1:], "AA") && len(t)-k-1 == 35 {
+			sc.addSecret(i, e, "telegram-bot-api-token")
+		}
+	}
+	// Terraform Cloud tokens: 14 chars ".atlasv1." 60-70 chars.
+	if len(t) > 80 && len(t) < 100 && strings.Contains(t, ".atlasv1.") {
+		sc.addSecret(i, e, "hashicorp-tf-api-token")
+	}
+	// Bare domain names with a common TLD are reported as URL at low confidence.
+	if f&fDot != 0 && f&(fAt|fColon|fEq) == 0 && len(t) >= 4 {
+		sc.domain(i, e, t)
 	}
 	// Azure AD client secrets carry "Q~" after a 3-char prefix and a digit.
 	if len(t) >= 37 && len(t) <= 40 && t[4] == 'Q' && t[5] == '~' && isDigit(t[3]) {
@@ -394,4 +441,37 @@ func alnumDash(t string) bool {
 		}
 	}
 	return true
+}
+
+var commonTLDs = map[string]bool{"com": true, "org": true, "net": true, "edu": true, "gov": true, "io": true, "co": true,
+	"uk": true, "de": true, "fr": true, "ai": true, "app": true, "info": true, "biz": true, "us": true, "ca": true,
+	"au": true, "jp": true, "cn": true, "in": true, "eu": true, "site": true, "xyz": true, "nl": true, "es": true, "it": true,
+	"ch": true, "se": true, "no": true, "br": true, "ru": true, "cloud": true, "online": true, "store": true, "tech": true}
+
+// domain reports a bare host name such as "example.com" (as Presidio's URL
+// recognizer does). File names are excluded by requiring a common TLD and
+// letters in every label.
+func (sc *scanner) domain(i, e int, whole string) {
+	t := whole
+	if k := strings.IndexByte(t, '/'); k >= 0 {
+		t = t[:k]
+	}
+	dot := strings.LastIndexByte(t, '.')
+	if dot <= 0 || !commonTLDs[strings.ToLower(t[dot+1:])] {
+		return
+	}
+	for _, label := range strings.Split(t, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return
+		}
+		for k := 0; k < len(label); k++ {
+			if !isAlnum(label[k]) && label[k] != '-' {
+				return
+			}
+		}
+	}
+	if allDigits(strings.ReplaceAll(t[:dot], ".", "")) {
+		return
+	}
+	sc.add(i, e, URL, "domain", 0.5)
 }

@@ -78,6 +78,8 @@ func cardIIN(d string) bool {
 		return n >= 16 && n <= 19
 	case p(2) == 62: // UnionPay
 		return n >= 16 && n <= 19
+	case d[0] == '1': // UATP
+		return n == 15
 	case p(2) == 50, p(2) >= 56 && p(2) <= 69: // Maestro
 		return n >= 12 && n <= 19
 	case p(4) == 2200 || p(4) == 2201 || p(4) == 2202 || p(4) == 2203 || p(4) == 2204: // Mir
@@ -92,8 +94,8 @@ func ssnValid(d string) bool {
 	if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
 		return false
 	}
-	// Numbers the SSA voided after they were published in advertising.
-	if d == "078051120" || d == "219099999" || d == "123456789" {
+	// Sequences and repeated digits are examples, not numbers.
+	if d == "123456789" || strings.Count(d, d[:1]) == 9 {
 		return false
 	}
 	return true
