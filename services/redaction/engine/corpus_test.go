@@ -18,9 +18,11 @@ type corpusCase struct {
 	} `json:"entities"`
 }
 
-func loadCorpus(t testing.TB) []corpusCase {
+func loadCorpus(t testing.TB) []corpusCase { return loadCases(t, "../testdata/corpus.jsonl") }
+
+func loadCases(t testing.TB, path string) []corpusCase {
 	t.Helper()
-	f, err := os.Open("../testdata/corpus.jsonl")
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func (c prCounts) recall() float64 {
 // evaluate scores exact-span matches per entity type on the labelled corpus.
 // A label with an empty value is text-level (any finding of the type counts);
 // a null value means findings of that type are not scored in that case.
-func evaluate(t testing.TB, e *Engine, profile string) (map[string]*prCounts, []string) {
+func evaluate(t testing.TB, e *Engine, profile string, cases []corpusCase) (map[string]*prCounts, []string) {
 	counts := map[string]*prCounts{}
 	get := func(typ string) *prCounts {
 		if counts[typ] == nil {
@@ -66,7 +68,7 @@ func evaluate(t testing.TB, e *Engine, profile string) (map[string]*prCounts, []
 		return counts[typ]
 	}
 	var misses []string
-	for _, c := range loadCorpus(t) {
+	for _, c := range cases {
 		r, err := e.Inspect(c.Text, profile)
 		if err != nil {
 			t.Fatal(err)
@@ -106,6 +108,10 @@ func evaluate(t testing.TB, e *Engine, profile string) (map[string]*prCounts, []
 						break
 					}
 					s := span{ent.Type, off + k, off + k + len(*ent.Value)}
+					if s.start > 0 && isAlnum(c.Text[s.start-1]) {
+						off = s.end // inside a longer labelled value
+						continue
+					}
 					if _, ok := found[s]; ok {
 						found[s] = true
 						get(ent.Type).tp++
@@ -137,8 +143,20 @@ var contextTypes = map[string]bool{Person: true, Location: true, DateTime: true,
 	USDriverLicense: true, USBankNumber: true, URL: true, PromptInjection: true}
 
 func TestCorpus_PrecisionAndRecallPerEntity(t *testing.T) {
+	checkCorpus(t, loadCorpus(t), 0.95, 0.85)
+}
+
+// TestHoldout_PrecisionAndRecallPerEntity scores public recognizer test
+// values (Presidio's and gitleaks' documented examples) that were written
+// down after the engine was built and not tuned against; its bar is lower
+// because a handful of cases per type makes one miss cost 0.1-0.3.
+func TestHoldout_PrecisionAndRecallPerEntity(t *testing.T) {
+	checkCorpus(t, loadCases(t, "../testdata/holdout.jsonl"), 0.65, 0.5)
+}
+
+func checkCorpus(t *testing.T, cases []corpusCase, structuredMin, contextMin float64) {
 	e := newTestEngine(t)
-	counts, misses := evaluate(t, e, "default")
+	counts, misses := evaluate(t, e, "default", cases)
 	types := make([]string, 0, len(counts))
 	for typ := range counts {
 		types = append(types, typ)
@@ -149,9 +167,9 @@ func TestCorpus_PrecisionAndRecallPerEntity(t *testing.T) {
 	for _, typ := range types {
 		c := counts[typ]
 		fmt.Fprintf(&table, "| %s | %d | %d | %d | %.3f | %.3f |\n", typ, c.tp, c.fp, c.fn, c.precision(), c.recall())
-		min := 0.95
+		min := structuredMin
 		if contextTypes[typ] {
-			min = 0.85
+			min = contextMin
 		}
 		if c.precision() < min || c.recall() < min {
 			t.Errorf("%s: precision %.3f recall %.3f below %.2f", typ, c.precision(), c.recall(), min)

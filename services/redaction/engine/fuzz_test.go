@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -123,4 +124,26 @@ func FuzzStreamingRestore(f *testing.F) {
 			t.Fatalf("stream %q != whole %q", got, whole)
 		}
 	})
+}
+
+// TestProperties_HoldOnRandomMixesOfValuesAndNoise builds inputs from PII
+// fragments, placeholder look-alikes, invisible characters and random bytes,
+// so the invariants are checked well beyond the seeds on every test run.
+func TestProperties_HoldOnRandomMixesOfValuesAndNoise(t *testing.T) {
+	e := newTestEngine(t)
+	frags := []string{"bob@example.com", "+1 (415) 555-2671", "4111 1111 1111 1111", "536-22-8829", "⟨", "⟩", "⟨EMAIL_ADDRESS_1⟩",
+		"⟨PHONE_NUMBER_", "\u200b", "\u202e", "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "AKIAIOSFODNN7EXAMPLE", "password=Hunter2!",
+		"GB82 WEST 1234 5698 7654 32", "名前", "\xff", "\xe2\x9f", " ", "\n", "My name is Ada Lovelace", "192.168.0.1", "-----BEGIN PRIVATE KEY-----"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 400; i++ {
+		var b strings.Builder
+		for n := rng.IntN(12); n >= 0; n-- {
+			if rng.IntN(4) == 0 {
+				b.WriteByte(byte(rng.IntN(256)))
+			} else {
+				b.WriteString(frags[rng.IntN(len(frags))])
+			}
+		}
+		checkInvariants(t, e, b.String())
+	}
 }

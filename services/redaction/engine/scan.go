@@ -18,7 +18,7 @@ type kwHit struct {
 	bits     uint32
 }
 
-const maxGroups = 8
+const maxGroups = 16
 
 type grp struct{ s, e int }
 
@@ -246,6 +246,9 @@ func (sc *scanner) token(i int) int {
 		e--
 	}
 	if e <= i {
+		if op >= 0 { // a lone ":" as in `"password": "…"`
+			sc.assignment(op)
+		}
 		return j
 	}
 	t := s[i:e]
