@@ -1,0 +1,141 @@
+// Package events connects the service to NATS JetStream: it publishes
+// protobuf events with their id as Nats-Msg-Id (so retries never duplicate),
+// and consumes llm_call audit events with a durable consumer.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
+)
+
+// Subjects this service consumes and publishes.
+const (
+	LLMCallSubject       = "bulwark.audit.v1.llm_call"
+	LimitExceededSubject = "bulwark.ratelimit.v1.limit_exceeded"
+	AuditStream          = "BULWARK_AUDIT"
+)
+
+// Publisher publishes to JetStream and waits for the stream's ack.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a Publisher on js.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// Publish sends data on subject with msgID as Nats-Msg-Id.
+func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Handler processes one audit event; an error makes the event be redelivered.
+type Handler func(ctx context.Context, ev *auditv1.AuditEvent) error
+
+// ConsumerParams configures a Consumer.
+type ConsumerParams struct {
+	JS     jetstream.JetStream
+	Logger *slog.Logger
+	// Stream holding the llm_call events; default BULWARK_AUDIT.
+	Stream string
+	// Durable consumer name, shared by every replica (they split the work); default "ratelimit-anomaly".
+	Durable string
+	// StartFrom is how far back a new durable consumer starts (its baselines learn from it); default 14 days.
+	StartFrom time.Duration
+	Handler   Handler
+}
+
+// Consumer feeds llm_call events to a handler.
+type Consumer struct {
+	p ConsumerParams
+}
+
+// NewConsumer validates params.
+func NewConsumer(p ConsumerParams) (*Consumer, error) {
+	if p.JS == nil || p.Handler == nil {
+		return nil, errors.New("events: JS and Handler are required")
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if p.Stream == "" {
+		p.Stream = AuditStream
+	}
+	if p.Durable == "" {
+		p.Durable = "ratelimit-anomaly"
+	}
+	if p.StartFrom <= 0 {
+		p.StartFrom = 14 * 24 * time.Hour
+	}
+	return &Consumer{p: p}, nil
+}
+
+// Run consumes until ctx is done. It waits for the stream to exist (the audit
+// service creates it) rather than failing.
+func (c *Consumer) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	for {
+		start := time.Now().Add(-c.p.StartFrom)
+		var err error
+		cons, err = c.p.JS.CreateOrUpdateConsumer(ctx, c.p.Stream, jetstream.ConsumerConfig{
+			Durable:       c.p.Durable,
+			FilterSubject: LLMCallSubject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+			OptStartTime:  &start,
+			AckWait:       30 * time.Second,
+			MaxDeliver:    10,
+		})
+		if err == nil {
+			break
+		}
+		if errors.Is(err, jetstream.ErrConsumerExists) || errors.Is(err, jetstream.ErrConsumerNameAlreadyInUse) {
+			if cons, err = c.p.JS.Consumer(ctx, c.p.Stream, c.p.Durable); err == nil {
+				break
+			}
+		}
+		c.p.Logger.WarnContext(ctx, "waiting for the audit stream", "stream", c.p.Stream, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	var wg sync.WaitGroup
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		wg.Add(1)
+		defer wg.Done()
+		ev := &auditv1.AuditEvent{}
+		if err := proto.Unmarshal(m.Data(), ev); err != nil || ev.GetLlmCall() == nil {
+			c.p.Logger.WarnContext(ctx, "dropping an undecodable llm_call event")
+			_ = m.Term()
+			return
+		}
+		if err := c.p.Handler(ctx, ev); err != nil {
+			c.p.Logger.WarnContext(ctx, "llm_call event failed; it will be redelivered", "error", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.p.Stream, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	wg.Wait()
+	return nil
+}
+
