@@ -101,6 +101,27 @@ func BenchmarkInspect(b *testing.B) {
 	}
 }
 
+// BenchmarkInspectColdPhoneCache clears the phone-number memo before every
+// call, so every phone number pays libphonenumber's full price as a never-seen
+// number would.
+func BenchmarkInspectColdPhoneCache(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"200B", 200}, {"2KB", 2048}, {"64KB", 65536}} {
+		b.Run("dense/"+size.name, func(b *testing.B) {
+			e := newTestEngine(b)
+			text := densePIIText(size.n)
+			reportCPU(b, len(text), func() {
+				phoneMemo.Clear()
+				if _, err := e.Inspect(text, "default"); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
 func BenchmarkRedact(b *testing.B) {
 	for _, size := range []struct {
 		name string

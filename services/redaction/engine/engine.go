@@ -166,7 +166,8 @@ func (e *Engine) resolve(name string, inline *Profile) (*compiled, error) {
 // overlaps among PII and secrets are resolved, injection findings are kept apart.
 func (e *Engine) detect(text string, c *compiled) (found []Finding, injection float64) {
 	nt := normalize(text)
-	sc := scanner{s: nt.s}
+	sc := getScanner(nt.s)
+	defer putScanner(sc)
 	sc.run()
 	for _, r := range c.rules {
 		for _, m := range r.re.FindAllStringIndex(nt.s, -1) {
@@ -234,7 +235,7 @@ func resolveOverlaps(cs []cand) []cand {
 	if len(cs) < 2 {
 		return cs
 	}
-	slices.SortFunc(cs, func(x, y cand) int { return cmp.Compare(x.start, y.start) })
+	sortByStart(cs)
 	out := make([]cand, 0, len(cs))
 	for i := 0; i < len(cs); {
 		j, end := i+1, cs[i].end
@@ -266,6 +267,24 @@ func resolveOverlaps(cs []cand) []cand {
 		i = j
 	}
 	return out
+}
+
+// sortByStart sorts candidates by start offset through packed integer keys,
+// which is several times cheaper than swapping the structs in a comparison sort.
+func sortByStart(cs []cand) {
+	if slices.IsSortedFunc(cs, func(x, y cand) int { return cmp.Compare(x.start, y.start) }) {
+		return
+	}
+	keys := make([]uint64, len(cs))
+	for i, c := range cs {
+		keys[i] = uint64(c.start)<<24 | uint64(i)
+	}
+	slices.Sort(keys)
+	tmp := make([]cand, len(cs))
+	for i, k := range keys {
+		tmp[i] = cs[k&(1<<24-1)]
+	}
+	copy(cs, tmp)
 }
 
 func better(x, y cand) int {

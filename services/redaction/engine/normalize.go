@@ -34,10 +34,16 @@ func (n *normText) origSpan(start, end int) (int, int) {
 // without allocating.
 func normalize(text string) normText {
 	ascii := true
-	for i := 0; i < len(text); i++ {
-		if text[i] >= utf8.RuneSelf {
+	i := 0
+	for ; i+8 <= len(text); i += 8 {
+		if (text[i]|text[i+1]|text[i+2]|text[i+3]|text[i+4]|text[i+5]|text[i+6]|text[i+7])&0x80 != 0 {
 			ascii = false
 			break
+		}
+	}
+	for ; ascii && i < len(text); i++ {
+		if text[i] >= utf8.RuneSelf {
+			ascii = false
 		}
 	}
 	if ascii {

@@ -3,6 +3,7 @@ package engine
 import (
 	"sort"
 	"strings"
+	"sync"
 )
 
 // cand is a finding in normalised offsets.
@@ -25,8 +26,26 @@ type grp struct{ s, e int }
 // numRun is a sequence of digit groups joined by separators such as "-", " ", "." or "(...)".
 type numRun struct {
 	plus bool
-	g    [maxGroups]grp
+	g    []grp // a window of scanner.groups
 	n    int
+}
+
+// scannerPool recycles scanners so their slices are reused across calls.
+var scannerPool = sync.Pool{New: func() any { return new(scanner) }}
+
+func getScanner(s string) *scanner {
+	sc := scannerPool.Get().(*scanner)
+	sc.s = s
+	sc.out, sc.inj, sc.kws, sc.nums, sc.groups, sc.ctxTok = sc.out[:0], sc.inj[:0], sc.kws[:0], sc.nums[:0], sc.groups[:0], sc.ctxTok[:0]
+	return sc
+}
+
+func putScanner(sc *scanner) {
+	if cap(sc.out) > 4096 || cap(sc.groups) > 1<<16 || cap(sc.kws) > 1<<16 {
+		return // do not keep what a huge input grew
+	}
+	sc.s = ""
+	scannerPool.Put(sc)
 }
 
 // scanner holds the state of one detection pass over one normalised text.
@@ -36,6 +55,7 @@ type scanner struct {
 	inj    []cand
 	kws    []kwHit
 	nums   []numRun
+	groups []grp
 	ctxTok []grp
 	low    [160]byte
 }
@@ -93,6 +113,7 @@ func (sc *scanner) numeric(i int) (int, bool) {
 	s := sc.s
 	n := len(s)
 	var r numRun
+	base := len(sc.groups)
 	if s[i] == '+' {
 		r.plus = true
 		i++
@@ -121,7 +142,7 @@ func (sc *scanner) numeric(i int) (int, bool) {
 			}
 			break
 		}
-		r.g[r.n] = grp{i, j}
+		sc.groups = append(sc.groups, grp{i, j})
 		r.n++
 		k := j
 		for k < n && k-j < 3 && isNumSep(s[k]) {
@@ -135,6 +156,7 @@ func (sc *scanner) numeric(i int) (int, bool) {
 	if r.n == 0 {
 		return start, false
 	}
+	r.g = sc.groups[base : base+r.n]
 	sc.nums = append(sc.nums, r)
 	return r.g[r.n-1].e, true
 }
@@ -267,7 +289,7 @@ func (sc *scanner) token(i int) int {
 			return j
 		}
 	}
-	if len(t) > 4 && (t[0] == 'w' || t[0] == 'W') && strings.HasPrefix(strings.ToLower(t[:4]), "www.") {
+	if len(t) > 4 && t[3] == '.' && (t[0]|0x20) == 'w' && (t[1]|0x20) == 'w' && (t[2]|0x20) == 'w' {
 		sc.url(i, e, -1)
 		return j
 	}

@@ -460,15 +460,22 @@ func (sc *scanner) domain(i, e int, whole string) {
 	if dot <= 0 || !commonTLDs[strings.ToLower(t[dot+1:])] {
 		return
 	}
-	for _, label := range strings.Split(t, ".") {
-		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
-			return
-		}
-		for k := 0; k < len(label); k++ {
-			if !isAlnum(label[k]) && label[k] != '-' {
+	prev := byte('.')
+	for k := 0; k < len(t); k++ {
+		c := t[k]
+		switch {
+		case c == '.':
+			if prev == '.' || prev == '-' {
 				return
 			}
+		case c == '-':
+			if prev == '.' {
+				return
+			}
+		case !isAlnum(c):
+			return
 		}
+		prev = c
 	}
 	if allDigits(strings.ReplaceAll(t[:dot], ".", "")) {
 		return
