@@ -227,3 +227,14 @@ func FuzzParseKey_AcceptsOnlyWellFormedKeys(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseKey_AgreesWithTheKeyGrammar(f *testing.F) {
+	f.Add(identity.GenerateKey("prod"))
+	f.Add("bk_dev_01jabcdefghjkmnpqrstvwxyz0_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _, ok := identity.ParseKey(s)
+		if ok != identity.KeyPattern.MatchString(s) {
+			t.Fatalf("ParseKey(%q) ok=%v, grammar says %v", s, ok, !ok)
+		}
+	})
+}

@@ -89,6 +89,20 @@ func (s *Service) GetPrompt(ctx context.Context, ref, env string) (*identityv1.P
 // resolvePrompt returns the prompt a request may invoke in env: the promoted
 // version, and an explicit version only if it is the one promoted there.
 func (s *Service) resolvePrompt(ctx context.Context, ref, env string) (*identityv1.PromptVersion, error) {
+	key := env + "\x00" + ref
+	pv, ver, ok := s.prompts.get(key)
+	if ok {
+		return pv, nil
+	}
+	pv, err := s.resolvePromptUncached(ctx, ref, env)
+	if err != nil {
+		return nil, err
+	}
+	s.prompts.put(ver, key, pv)
+	return pv, nil
+}
+
+func (s *Service) resolvePromptUncached(ctx context.Context, ref, env string) (*identityv1.PromptVersion, error) {
 	id, n, err := parseRef(ref)
 	if err != nil {
 		return nil, err
@@ -209,6 +223,7 @@ func (s *Service) putPromptMeta(ctx context.Context, meta *identityv1.Prompt, re
 	if err != nil {
 		return fmt.Errorf("store prompt: %w", err)
 	}
+	s.prompts.reset()
 	s.decisions.reset()
 	return nil
 }

@@ -69,6 +69,7 @@ type Service struct {
 	keys       *cache[*keyRecord]
 	roles      *cache[map[string]*identityv1.Role]
 	policies   *cache[*activePolicy]
+	prompts    *cache[*identityv1.PromptVersion]
 	decisions  *cache[*identityv1.AuthorizeResponse]
 
 	lastUse sync.Map // key id -> time.Time of the last write
@@ -126,6 +127,7 @@ func New(p Params) (*Service, error) {
 	s.keys = newCache[*keyRecord](size)
 	s.roles = newCache[map[string]*identityv1.Role](1)
 	s.policies = newCache[*activePolicy](len(s.envs) + 16)
+	s.prompts = newCache[*identityv1.PromptVersion](10_000)
 	s.decisions = newCache[*identityv1.AuthorizeResponse](size)
 	return s, nil
 }
@@ -158,6 +160,7 @@ func (s *Service) invalidate(key string) {
 		s.policies.reset()
 		s.decisions.reset()
 	case "prompt":
+		s.prompts.reset()
 		s.decisions.reset()
 	case "":
 		// The watch was re-established: anything may have changed.
@@ -165,6 +168,7 @@ func (s *Service) invalidate(key string) {
 		s.principals.reset()
 		s.roles.reset()
 		s.policies.reset()
+		s.prompts.reset()
 		s.decisions.reset()
 	}
 }
@@ -377,3 +381,7 @@ func notFoundAs(err error, what string) error {
 	}
 	return fmt.Errorf("read %s: %w", what, err)
 }
+
+// ResetDecisionCache drops every cached decision (benchmarks and operators'
+// tooling; normal invalidation is driven by the store watch).
+func (s *Service) ResetDecisionCache() { s.decisions.reset() }

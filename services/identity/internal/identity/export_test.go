@@ -1,0 +1,4 @@
+package identity
+
+// KeyPattern exposes the key grammar to tests.
+var KeyPattern = keyPattern
