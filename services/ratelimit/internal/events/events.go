@@ -138,4 +138,3 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Wait()
 	return nil
 }
-

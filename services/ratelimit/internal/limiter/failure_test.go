@@ -38,7 +38,7 @@ func privateRedis(t *testing.T) (*redis.Client, *exec.Cmd) {
 		_ = cmd.Wait()
 	})
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1})
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = c.Close() })
 	for i := 0; ; i++ {
 		if c.Ping(context.Background()).Err() == nil {
@@ -58,7 +58,7 @@ func closedPortClient(t *testing.T) *redis.Client {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -1,0 +1,69 @@
+// Command ratelimit runs the rate limit service on its own.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/ratelimit"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cfg ratelimit.Config
+	if err := platform.LoadConfig("BULWARK_RATELIMIT_", &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := platform.NewLogger(cfg.LogFormat, cfg.LogLevel)
+	if err := run(ctx, log, cfg); err != nil {
+		log.Error("ratelimit stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
+	log.InfoContext(ctx, "starting ratelimit", "config", platform.ConfigValue(cfg))
+	reg := platform.NewRegistry()
+	rdb, err := platform.NewRedis(ctx, cfg.Redis)
+	if err != nil {
+		// Not fatal: until Redis answers, Reserve fails closed (or open, when a request asks).
+		log.WarnContext(ctx, "redis is not reachable yet; serving in failure mode", "error", err)
+		rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Username: cfg.Redis.Username,
+			Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB, PoolSize: cfg.Redis.PoolSize,
+			DialTimeout: cfg.Redis.DialTimeout, ReadTimeout: cfg.Redis.ReadTimeout, WriteTimeout: cfg.Redis.ReadTimeout})
+	}
+	defer func() { _ = rdb.Close() }()
+	p := ratelimit.Params{Config: cfg, Logger: log, Redis: rdb, Registerer: reg,
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})}
+	if cfg.NATS.URL != "" {
+		nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		p.JS = js
+	}
+	svc, err := ratelimit.New(ctx, p)
+	if err != nil {
+		return err
+	}
+	srv, err := platform.NewServer(platform.ServerParams{Name: "ratelimit", Logger: log, Registry: reg,
+		Services: []platform.Service{{Name: svc.Name, Path: svc.Path, Handler: svc.Handler}}})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return srv.ListenAndServe(gctx, cfg.Addr) })
+	return g.Wait()
+}
