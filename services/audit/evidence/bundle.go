@@ -82,8 +82,30 @@ type Record struct {
 	// Event is Data decoded, in protobuf JSON; absent for invalid records.
 	Event json.RawMessage `json:"event,omitempty"`
 	// Invalid is why an invalid record failed validation.
-	Invalid        string   `json:"invalid,omitempty"`
-	InclusionProof [][]byte `json:"inclusion_proof"`
+	Invalid string `json:"invalid,omitempty"`
+	// InclusionProof is the audit path: the proof's 32-byte hashes concatenated, in base64.
+	InclusionProof []byte `json:"inclusion_proof"`
+}
+
+// JoinProof concatenates proof hashes for Record.InclusionProof.
+func JoinProof(p [][]byte) []byte {
+	out := make([]byte, 0, len(p)*32)
+	for _, h := range p {
+		out = append(out, h...)
+	}
+	return out
+}
+
+// SplitProof splits Record.InclusionProof into hashes; ok is false when its length is not
+// a multiple of 32.
+func SplitProof(b []byte) (p [][]byte, ok bool) {
+	if len(b)%32 != 0 {
+		return nil, false
+	}
+	for i := 0; i < len(b); i += 32 {
+		p = append(p, b[i:i+32])
+	}
+	return p, true
 }
 
 func recordsFileName(n int) string { return fmt.Sprintf("records/%06d.jsonl", n) }

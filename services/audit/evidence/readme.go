@@ -36,7 +36,7 @@ Automated check:  bulwarkctl audit verify BUNDLE.tar.gz [--key "<verifier key>"]
     AnomalyEvent/LimitExceededEvent for bulwark.ratelimit.v1.*);
   - leaf_hash: base64 of SHA-256(0x00 || data);
   - event: data decoded, as protobuf JSON, for reading;
-  - inclusion_proof: base64 hashes of the audit path from the leaf to the root of the
+  - inclusion_proof: base64 of the audit path hashes (32 bytes each, concatenated), from the leaf to the root of the
     checkpoint at proof_tree_size.
 
 ## Verifying by hand

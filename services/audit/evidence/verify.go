@@ -17,8 +17,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 )
 
 // ErrTampered reports a bundle that does not verify; Summary.Problems says where.
@@ -359,9 +357,12 @@ func (v *verifier) finish() {
 
 // checkRecord verifies one record on its own: hash, decoded event and inclusion proof.
 func (v *verifier) checkRecord(line []byte) recResult {
-	var r Record
-	if err := json.Unmarshal(line, &r); err != nil {
-		return recResult{problems: []string{fmt.Sprintf("unreadable record line after record %d: %v", v.next, err)}}
+	r, fast := parseRecordFast(line)
+	if !fast {
+		r = Record{}
+		if err := json.Unmarshal(line, &r); err != nil {
+			return recResult{problems: []string{fmt.Sprintf("unreadable record line after record %d: %v", v.next, err)}}
+		}
 	}
 	res := recResult{index: r.Index, kind: r.Kind}
 	bad := func(format string, args ...any) {
@@ -378,13 +379,15 @@ func (v *verifier) checkRecord(line []byte) recResult {
 	case derr == nil && r.Kind != kind:
 		bad("kind %q does not match the data (%q)", r.Kind, kind)
 	case derr == nil:
-		shown := NewMessage(kind)
-		if err := protojson.Unmarshal(r.Event, shown); err != nil || !proto.Equal(shown, msg) {
+		if !eventMatches(r.Event, kind, msg) {
 			bad("the decoded event differs from the hashed data (altered)")
 		}
 	}
 	if v.root != nil {
-		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index, v.man.ProofTreeSize, leaf, r.InclusionProof, v.root); err != nil {
+		p, ok := SplitProof(r.InclusionProof)
+		if !ok {
+			bad("inclusion proof is not a sequence of 32-byte hashes")
+		} else if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index, v.man.ProofTreeSize, leaf, p, v.root); err != nil {
 			bad("not included in the checkpoint at tree size %d (altered, inserted or moved)", v.man.ProofTreeSize)
 		}
 	}

@@ -38,6 +38,7 @@ func NewWriter(w io.Writer) *Writer {
 	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	wr := &Writer{gz: gz, tw: tar.NewWriter(gz), mtime: time.Now().UTC().Truncate(time.Second)}
 	wr.enc = json.NewEncoder(&wr.buf)
+	wr.enc.SetEscapeHTML(false)
 	return wr
 }
 

@@ -1,7 +1,9 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -226,13 +228,21 @@ func (l *Log) Export(ctx context.Context, plan ExportPlan, start, end time.Time,
 			}
 			er := &evidence.Record{Index: r.Index, Subject: r.Subject, ReceiveTime: r.ReceiveTime.UTC(), Kind: r.Kind, Data: r.Data, LeafHash: r.LeafHash, Invalid: r.Invalid}
 			if r.Message != nil {
-				if er.Event, err = protojson.Marshal(r.Message); err != nil {
+				js, err := protojson.Marshal(r.Message)
+				if err != nil {
 					return fmt.Errorf("encode record %d: %w", r.Index, err)
 				}
+				var c bytes.Buffer
+				if err := json.Compact(&c, js); err != nil {
+					return fmt.Errorf("encode record %d: %w", r.Index, err)
+				}
+				er.Event = c.Bytes()
 			}
-			if er.InclusionProof, err = l.tree.InclusionProof(ctx, r.Index, cp.Size); err != nil {
+			p, err := l.tree.InclusionProof(ctx, r.Index, cp.Size)
+			if err != nil {
 				return err
 			}
+			er.InclusionProof = evidence.JoinProof(p)
 			if err := bw.WriteRecord(er); err != nil {
 				return err
 			}
