@@ -161,6 +161,23 @@ func TestReserve_SwitchesToFailureModeWhenRedisStopsAndBackWhenItReturns(t *test
 	if err != nil || !d.Allowed || !d.Degraded {
 		t.Fatalf("redis stopped, fail open: %v %+v", err, d)
 	}
+	// Redis comes back on the same address: after the probe interval decisions are exact again.
+	_, port, _ := net.SplitHostPort(rdb.Options().Addr)
+	again := exec.Command(srv.Path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Process.Kill(); _ = again.Wait() })
+	for i := 0; ; i++ {
+		d, err = l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: lim, FailOpen: true})
+		if err == nil && !d.Degraded {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("still degraded after redis returned: %v %+v", err, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestReserve_RecoversWhenRedisForgetsTheScript(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -68,6 +69,9 @@ type Params struct {
 	StoreTimeout time.Duration
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// ProbeInterval is how long, after Redis failed to answer, calls go straight
+	// to the failure mode instead of waiting on Redis again; 0 means 500ms.
+	ProbeInterval time.Duration
 }
 
 // Limiter evaluates limits. It is safe for concurrent use.
@@ -82,6 +86,29 @@ type Limiter struct {
 	timeout    time.Duration
 	local      *local
 	m          *metrics
+	probe      time.Duration
+	downUntil  atomic.Int64 // wall clock, unix nanoseconds
+}
+
+// errBreakerOpen stands for Redis failures while calls skip Redis after one.
+var errBreakerOpen = errors.New("redis recently unreachable")
+
+// call runs a script unless Redis failed within the probe interval, and opens
+// that interval when Redis does not answer, so an outage costs one timeout per
+// interval rather than one per request.
+func (l *Limiter) call(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if time.Now().UnixNano() < l.downUntil.Load() {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(errBreakerOpen)
+		return cmd
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	cmd := s.Run(rctx, l.rdb, keys, args...)
+	if err := cmd.Err(); err != nil && ctx.Err() == nil && isUnavailable(err) {
+		l.downUntil.Store(time.Now().Add(l.probe).UnixNano())
+	}
+	return cmd
 }
 
 // New builds a Limiter and loads the scripts into Redis (a failure to load is
@@ -112,6 +139,9 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 	if p.StoreTimeout <= 0 {
 		p.StoreTimeout = 500 * time.Millisecond
 	}
+	if p.ProbeInterval <= 0 {
+		p.ProbeInterval = 500 * time.Millisecond
+	}
 	l := &Limiter{
 		rdb:        p.Redis,
 		log:        p.Logger,
@@ -122,6 +152,7 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 		defaultTTL: p.DefaultTTL,
 		timeout:    p.StoreTimeout,
 		m:          newMetrics(p.Registerer),
+		probe:      p.ProbeInterval,
 	}
 	localNow := p.Now
 	if localNow == nil {
@@ -211,9 +242,7 @@ func (l *Limiter) Reserve(ctx context.Context, req ReserveRequest) (Decision, er
 		args = append(args, int(lim.Kind), lim.Limit, lim.Period.Milliseconds(), lim.Burst, lim.Calendar)
 	}
 
-	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	res, err := reserveScript.Run(rctx, l.rdb, keys, args...).Int64Slice()
-	cancel()
+	res, err := l.call(ctx, reserveScript, keys, args...).Int64Slice()
 	if err != nil {
 		if ctx.Err() != nil {
 			return Decision{}, fmt.Errorf("reserve: %w", ctx.Err())
@@ -328,9 +357,7 @@ func (l *Limiter) finish(ctx context.Context, id, mode string, u Usage, cost int
 		return l.local.finish(id, mode, u, cost), nil
 	}
 	nowMs, _ := l.nowArg()
-	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	res, err := settleScript.Run(rctx, l.rdb, []string{l.recordKey(tag, requestID)},
+	res, err := l.call(ctx, settleScript, []string{l.recordKey(tag, requestID)},
 		nowMs, mode, u.InputTokens, u.OutputTokens, cost).Slice()
 	if err != nil {
 		l.m.storeErrors.WithLabelValues(mode).Inc()
@@ -361,9 +388,7 @@ func (l *Limiter) Usage(ctx context.Context, s Subject, limits []Limit) ([]Statu
 		keys = append(keys, st, z)
 		args = append(args, int(lim.Kind), lim.Limit, lim.Period.Milliseconds(), lim.Burst, lim.Calendar)
 	}
-	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	res, err := reserveScript.Run(rctx, l.rdb, keys, args...).Int64Slice()
+	res, err := l.call(ctx, reserveScript, keys, args...).Int64Slice()
 	if err != nil {
 		l.m.storeErrors.WithLabelValues("usage").Inc()
 		if isUnavailable(err) {
