@@ -242,6 +242,14 @@ func phoneValid(cc int, national string, possibleOnly bool) bool {
 	if v, ok := phoneMemo.Load(key); ok {
 		return v.(bool)
 	}
+	if cc == 1 && !possibleOnly && len(national) == 10 && national[0] >= '2' && national[3] >= '2' {
+		switch nanpAreaCodes[atoiN(national[:3])-200] {
+		case 'V':
+			return true
+		case 'I':
+			return false
+		}
+	}
 	v := phoneValidUncached(cc, national, possibleOnly)
 	if phoneMemoSize.Add(1) > 8192 {
 		// Bounded: start over rather than grow without limit.
