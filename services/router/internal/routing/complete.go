@@ -19,10 +19,9 @@ import (
 // send performs one upstream call under a first-byte timer that stops once the
 // response headers arrive (and, for streams, the first event). It returns the
 // response and a stop function for the timer.
-func (r *Router) send(ctx context.Context, req *UpstreamRequest, firstByte time.Duration) (*UpstreamResponse, context.Context, func(), error) {
+func (r *Router) send(ctx context.Context, req *UpstreamRequest, firstByte time.Duration) (*UpstreamResponse, *attemptCtx, func(), error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(firstByte, func() { cancel(errFirstByte) })
-	stop := func() { timer.Stop() }
 	res, err := r.p.Upstream.Do(actx, req)
 	if err != nil {
 		timer.Stop()
@@ -36,7 +35,13 @@ func (r *Router) send(ctx context.Context, req *UpstreamRequest, firstByte time.
 		}
 		return nil, nil, nil, &attemptFailure{err: fmt.Errorf("provider transport: %w", errTransport)}
 	}
-	return res, actx, func() { stop(); cancel(nil) }, nil
+	return res, &attemptCtx{ctx: actx, timer: timer}, func() { timer.Stop(); cancel(nil) }, nil
+}
+
+// attemptCtx is one attempt's context and its first-byte timer.
+type attemptCtx struct {
+	ctx   context.Context
+	timer *time.Timer
 }
 
 var errTransport = errors.New("transport failure")
@@ -200,7 +205,7 @@ func (r *Router) Stream(ctx context.Context, call Call, emit func(StreamEvent) e
 			return emitError(call.Format, final, eb, emit)
 		}
 		defer up.Body.Close()
-		return r.relay(ctx, actx, &call, c, prep, pf, up, stop, emit, sum, &final)
+		return r.relay(ctx, actx, &call, c, prep, pf, up, emit, sum, &final)
 	})
 	if err != nil {
 		return nil, err
@@ -240,8 +245,8 @@ func (e *errAfterStart) Error() string { return e.err.Error() }
 func (e *errAfterStart) Unwrap() error { return e.err }
 
 // relay reads the provider's events and emits them in the caller's format.
-func (r *Router) relay(ctx, actx context.Context, call *Call, c candidate, prep prepared, pf Format,
-	up *UpstreamResponse, stopTimer func(), emit func(StreamEvent) error, sum *StreamSummary, final **StreamSummary,
+func (r *Router) relay(ctx context.Context, actx *attemptCtx, call *Call, c candidate, prep prepared, pf Format,
+	up *UpstreamResponse, emit func(StreamEvent) error, sum *StreamSummary, final **StreamSummary,
 ) error {
 	rd := sse.NewReader(up.Body, 0)
 	var tr translate.StreamTranslator
@@ -274,7 +279,7 @@ func (r *Router) relay(ctx, actx context.Context, call *Call, c candidate, prep 
 	for {
 		ev, err := rd.Next()
 		if err != nil {
-			cause := context.Cause(actx)
+			cause := context.Cause(actx.ctx)
 			switch {
 			case started && errors.Is(err, io.EOF):
 				return &errAfterStart{err: fmt.Errorf("stream ended without its last event: %w", ErrStreamBroken)}
@@ -290,7 +295,7 @@ func (r *Router) relay(ctx, actx context.Context, call *Call, c candidate, prep 
 			}
 		}
 		if !started {
-			stopTimer()
+			actx.timer.Stop()
 			if head.ModelServed == c.d.Model {
 				if m := modelOfEvent(pf, ev.Data); m != "" {
 					head.ModelServed = m
