@@ -247,3 +247,16 @@ func promotePrompt(t *testing.T, e *env, id, content string) *identityv1.Change 
 	return c
 }
 
+
+func TestAuthorize_AdminActionWithoutEnvironmentIsDecidedUnderProdPolicy(t *testing.T) {
+	e := newEnv(t)
+	admin := e.person("admin")
+	if d := authorize(t, e.svc, e, admin, "identity.principal.create", nil, false); !d.Allowed {
+		t.Fatalf("before a prod policy: %v", d)
+	}
+	approvedPolicy(t, e, "prod", prodPolicy) // marks admins as needing MFA
+	d := authorize(t, e.svc, e, admin, "identity.principal.create", nil, false)
+	if d.Allowed || !d.MfaRequired || d.PolicyVersion != "1" {
+		t.Fatalf("unscoped admin action without MFA: %v", d)
+	}
+}

@@ -117,17 +117,20 @@ func (s *Service) decide(ctx context.Context, req *identityv1.AuthorizeRequest) 
 	if len(req.GetApiKeyScopes()) > 0 && !authz.Allows(req.GetApiKeyScopes(), action) {
 		return denied("", fmt.Sprintf("the key's scopes do not include %q", action)), nil
 	}
-	if env == "" {
-		return &identityv1.AuthorizeResponse{Allowed: true, Reasons: []string{fmt.Sprintf("role permits %q", action)}}, nil
+	// An admin action that names no environment affects all of them: it is decided
+	// under the production policy (its MFA requirements and deny rules).
+	policyEnv := env
+	if policyEnv == "" {
+		policyEnv = s.prod
 	}
-	ap, err := s.activePolicy(ctx, env)
+	ap, err := s.activePolicy(ctx, policyEnv)
 	if err != nil {
 		return nil, err
 	}
 	version := ap.version.Version
 	in := policy.Input{
 		PrincipalID: p.Id, Kind: kindName(p.Kind), TeamID: p.TeamId, Roles: p.Roles, Action: action,
-		Model: res.GetModel(), Provider: res.GetProvider(), Environment: env, Target: res.GetTarget(),
+		Model: res.GetModel(), Provider: res.GetProvider(), Environment: policyEnv, Target: res.GetTarget(),
 		DataClasses: res.GetDataClasses(), Attributes: res.GetAttributes(), MFA: req.GetMfa(),
 	}
 	var prompt *identityv1.PromptVersion

@@ -87,8 +87,12 @@ func (a *Authorizer) Check(ctx context.Context, procedure string, header http.He
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid credential"))
 	}
 	res := resourceOf(msg)
-	if res.Environment == "" {
-		res.Environment = auth.Environment
+	// A key works in its environment only: it cannot change another one (reads
+	// across environments are allowed). Requests that name no environment are
+	// decided under the production policy.
+	if rule.Admin && auth.ApiKeyId != "" && res.Environment != "" && res.Environment != auth.Environment {
+		return nil, connect.NewError(connect.CodePermissionDenied,
+			fmt.Errorf("a %s key cannot act in %s", auth.Environment, res.Environment))
 	}
 	d, err := a.svc.Authorize(ctx, &identityv1.AuthorizeRequest{
 		PrincipalId: auth.Principal.Id, Action: rule.Action, Resource: res, Mfa: auth.Mfa, ApiKeyScopes: auth.Scopes,

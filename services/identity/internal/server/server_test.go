@@ -98,6 +98,19 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 	return next
 }
 
+// keyFor returns a bootstrap-admin key for env, creating it on first use.
+func (s *stack) keyFor(t *testing.T, env string) string {
+	t.Helper()
+	if env == "dev" {
+		return s.adminKey
+	}
+	key := identity.GenerateKey(env)
+	if _, err := s.svc.Bootstrap(s.ctx, identity.BootstrapParams{Environment: env, Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 var protocols = map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}}
 
 func code(err error) connect.Code { return connect.CodeOf(err) }
@@ -157,20 +170,29 @@ func TestServer_ChangeWorkflowEnforcesTwoPeopleOverTheWire(t *testing.T) {
 	s := newStack(t, false)
 	admin := s.clients(s.adminKey)
 	ctx := s.ctx
-	person := func(role string) string {
+	// Each person holds one key per environment: a key never acts outside its own.
+	person := func(role string) map[string]string {
 		p, err := admin.identity.CreatePrincipal(ctx, connect.NewRequest(&identityv1.CreatePrincipalRequest{Principal: &identityv1.Principal{
 			Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_PERSON, Roles: []string{role}, Environments: []string{"*"}}}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := admin.identity.CreateApiKey(ctx, connect.NewRequest(&identityv1.CreateApiKeyRequest{PrincipalId: p.Msg.Principal.Id, Environment: "dev"}))
-		if err != nil {
-			t.Fatal(err)
+		keys := map[string]string{}
+		for _, env := range []string{"dev", "staging", "prod"} {
+			adminIn := s.clients(s.keyFor(t, env))
+			k, err := adminIn.identity.CreateApiKey(ctx, connect.NewRequest(&identityv1.CreateApiKeyRequest{PrincipalId: p.Msg.Principal.Id, Environment: env}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[env] = k.Msg.Secret
 		}
-		return k.Msg.Secret
+		return keys
 	}
-	dev := s.clients(person("developer"), connect.WithGRPC())
-	approver := s.clients(person("approver"))
+	devKeys, approverKeys := person("developer"), person("approver")
+	dev := s.clients(devKeys["dev"], connect.WithGRPC())
+	devStaging := s.clients(devKeys["staging"], connect.WithGRPC())
+	approver := s.clients(approverKeys["dev"])
+	approverProd := s.clients(approverKeys["prod"])
 	c, err := dev.change.ProposeChange(ctx, connect.NewRequest(&identityv1.ProposeChangeRequest{Kind: identityv1.ChangeKind_CHANGE_KIND_PROMPT_VERSION,
 		Target: "support-bot", Content: "Be kind.", Description: "first"}))
 	if err != nil {
@@ -183,12 +205,15 @@ func TestServer_ChangeWorkflowEnforcesTwoPeopleOverTheWire(t *testing.T) {
 	if _, err := approver.change.ApproveChange(ctx, connect.NewRequest(&identityv1.ApproveChangeRequest{Id: id, Comment: "ok"})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dev.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "prod"})); code(err) != connect.CodeFailedPrecondition {
+	if _, err := dev.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "staging"})); code(err) != connect.CodePermissionDenied {
+		t.Fatalf("dev key promoting to staging: %v", err)
+	}
+	if _, err := approverProd.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "prod"})); code(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("prod before staging: %v", err)
 	}
 	for _, step := range []func() error{
 		func() error {
-			_, err := dev.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "staging"}))
+			_, err := devStaging.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "staging"}))
 			return err
 		},
 		func() error {
@@ -196,7 +221,7 @@ func TestServer_ChangeWorkflowEnforcesTwoPeopleOverTheWire(t *testing.T) {
 			return err
 		},
 		func() error {
-			_, err := approver.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "prod"}))
+			_, err := approverProd.change.PromoteChange(ctx, connect.NewRequest(&identityv1.PromoteChangeRequest{Id: id, Environment: "prod"}))
 			return err
 		},
 	} {
@@ -222,8 +247,7 @@ func TestServer_ChangeWorkflowEnforcesTwoPeopleOverTheWire(t *testing.T) {
 
 // TestServer_EveryIdentityRPCAgainstEveryRole calls every procedure of the four
 // services with a real key of each built-in role and checks that the server lets
-// through exactly what the authz table allows (change.break_glass needs MFA in the
-// dev policy, which an API key never proves).
+// through exactly what the authz table allows.
 func TestServer_EveryIdentityRPCAgainstEveryRole(t *testing.T) {
 	s := newStack(t, false)
 	admin := s.clients(s.adminKey)
@@ -247,7 +271,7 @@ func TestServer_EveryIdentityRPCAgainstEveryRole(t *testing.T) {
 				continue
 			}
 			for _, role := range authz.BuiltinRoles() {
-				want := rule.Public || (authz.Allows(role.Permissions, rule.Action) && rule.Action != "change.break_glass")
+				want := rule.Public || authz.Allows(role.Permissions, rule.Action)
 				body := "{}"
 				if rule.Public { // Authenticate: the handler itself needs the credential
 					body = `{"credential":"` + keys[role.Name] + `"}`
