@@ -155,7 +155,7 @@ func New(ctx context.Context, p Params) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: verifier key: %w", err)
 	}
-	l := &Log{p: p, verifier: v, ix: newIndex(), cpCache: map[uint64]SignedCheckpoint{}}
+	l := &Log{p: p, verifier: v, cpCache: map[uint64]SignedCheckpoint{}}
 	l.tree, err = merklelog.Open(ctx, p.Store)
 	if err != nil {
 		return nil, err
@@ -194,52 +194,62 @@ func New(ctx context.Context, p Params) (*Log, error) {
 // Size returns the committed tree size.
 func (l *Log) Size() uint64 { return l.tree.Size() }
 
+// loadIndex fills the query index from the stored index batches and rebuilds whatever they
+// lack (a gap, a lost index stream) from the records themselves.
 func (l *Log) loadIndex(ctx context.Context) error {
 	size := l.tree.Size()
+	first, _, err := l.p.Store.Bounds(ctx)
+	if err != nil {
+		return err
+	}
+	base := min(max(first, 1)-1, size) // records before the stream's first have expired
+	l.ix = newIndex(base)
 	var pending []IndexFields
-	err := l.p.Store.ReadIndex(ctx, func(b []byte) error {
+	errStop := errors.New("stop")
+	err = l.p.Store.ReadIndex(ctx, func(b []byte) error {
 		pending = pending[:0]
 		if err := decodeBatch(b, func(f IndexFields) {
-			if f.Index < size {
+			if f.Index >= base && f.Index < size {
 				pending = append(pending, f)
 			}
 		}); err != nil {
 			return err
 		}
-		if len(pending) > 0 && pending[0].Index > l.ix.end() && l.ix.end() > 0 {
-			return nil // a gap: filled from the records below
-		}
-		return l.ix.add(pending)
-	})
-	if err != nil {
-		l.p.Logger.WarnContext(ctx, "index batches unreadable, rebuilding from records", "err", err)
-		l.ix = newIndex()
-	}
-	// Whatever the index batches lack is rebuilt from the records themselves.
-	from := l.ix.end()
-	if from < size {
-		first, _, err := l.p.Store.Bounds(ctx)
-		if err != nil {
+		if err := l.ix.add(pending); errors.Is(err, errIndexGap) {
+			return errStop // the rest is rebuilt from the records
+		} else if err != nil {
 			return err
 		}
-		from = max(from, first-1)
-		var fs []IndexFields
-		err = l.p.Store.Read(ctx, from+1, size, func(r RawRecord) error {
-			kind, msg, _ := evidence.Decode(r.Subject, r.Data)
-			fs = append(fs, fieldsOf(r.Seq-1, r.Time.UnixNano(), kind, msg))
-			if len(fs) == 10000 {
-				err := l.ix.add(fs)
-				fs = fs[:0]
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("rebuild index: %w", err)
+		if l.ix.end() >= size {
+			return errStop
 		}
-		if err := l.ix.add(fs); err != nil {
-			return fmt.Errorf("rebuild index: %w", err)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		l.p.Logger.WarnContext(ctx, "index batches unreadable, rebuilding from records", "err", err)
+		l.ix = newIndex(base)
+	}
+	from := l.ix.end()
+	if from >= size {
+		return nil
+	}
+	l.p.Logger.InfoContext(ctx, "rebuilding query index from records", "from", from, "to", size)
+	var fs []IndexFields
+	err = l.p.Store.Read(ctx, from+1, size, func(r RawRecord) error {
+		kind, msg, _ := evidence.Decode(r.Subject, r.Data)
+		fs = append(fs, fieldsOf(r.Seq-1, r.Time.UnixNano(), kind, msg))
+		if len(fs) == 10000 {
+			err := l.ix.add(fs)
+			fs = fs[:0]
+			return err
 		}
+		return nil
+	})
+	if err == nil {
+		err = l.ix.add(fs)
+	}
+	if err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/bulwarkhq/bulwark/services/audit/evidence"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/auditlog"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/audittest"
+	"github.com/bulwarkhq/bulwark/services/audit/internal/jsstore"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/merklelog"
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
@@ -423,5 +424,45 @@ func TestTamper_BundleChangesAreDetectedAndNamed(t *testing.T) {
 				t.Fatalf("problems do not name %q:\n%s", tc.want, strings.Join(s.Problems, "\n"))
 			}
 		})
+	}
+}
+
+func TestOpen_RebuildsTheQueryIndexFromRecordsWhenIndexBatchesAreGone(t *testing.T) {
+	e := audittest.New(t)
+	l := e.Open(t)
+	stop := audittest.Run(t, l)
+	for i := range 50 {
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(i, []string{"alice", "bob"}[i%2], "m", auditv1.Decision_DECISION_ALLOWED))
+	}
+	audittest.WaitCheckpointed(t, e, l)
+	stop()
+	ctx := context.Background()
+	count := func(l *auditlog.Log) int {
+		recs, _, err := l.Query(ctx, auditlog.Filter{Principal: "bob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs)
+	}
+	if n := count(e.Open(t)); n != 25 {
+		t.Fatalf("index from batches: %d bob records, want 25", n)
+	}
+	if err := e.JS.DeleteStream(ctx, jsstore.IndexStream); err != nil {
+		t.Fatal(err)
+	}
+	e.Store = e.NewStore(t)
+	l2 := e.Open(t)
+	if n := count(l2); n != 25 {
+		t.Fatalf("index rebuilt from records: %d bob records, want 25", n)
+	}
+	// New batches now start mid-log: the next start still indexes everything.
+	stop = audittest.Run(t, l2)
+	for i := range 10 {
+		e.Publish(t, evidence.SubjectLLMCall, audittest.LLMCall(100+i, "bob", "m", auditv1.Decision_DECISION_ALLOWED))
+	}
+	audittest.WaitCheckpointed(t, e, l2)
+	stop()
+	if n := count(e.Open(t)); n != 35 {
+		t.Fatalf("after a partial index stream: %d bob records, want 35", n)
 	}
 }

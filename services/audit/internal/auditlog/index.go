@@ -92,7 +92,10 @@ func encodeEntry(b []byte, f IndexFields) []byte {
 	return b
 }
 
-var errBadBatch = errors.New("index batch unreadable")
+var (
+	errBadBatch = errors.New("index batch unreadable")
+	errIndexGap = errors.New("index gap")
+)
 
 // decodeBatch calls fn for each entry of an index batch.
 func decodeBatch(b []byte, fn func(IndexFields)) error {
@@ -158,8 +161,9 @@ type index struct {
 	events  map[string]uint64
 }
 
-func newIndex() *index {
-	ix := &index{strs: []string{""}, ids: map[string]uint32{"": 0}, events: map[string]uint64{}}
+// newIndex returns an empty index whose first entry will be leaf base.
+func newIndex(base uint64) *index {
+	ix := &index{base: base, strs: []string{""}, ids: map[string]uint32{"": 0}, events: map[string]uint64{}}
 	for i := range ix.post {
 		ix.post[i] = map[uint32][]uint64{}
 	}
@@ -189,14 +193,11 @@ func (ix *index) add(fs []IndexFields) error {
 	defer ix.mu.Unlock()
 	for _, f := range fs {
 		end := ix.base + uint64(len(ix.entries))
-		if len(ix.entries) == 0 && ix.base == 0 {
-			ix.base, end = f.Index, f.Index
-		}
 		if f.Index < end {
 			continue // already indexed (a batch replayed after a crash)
 		}
 		if f.Index > end {
-			return fmt.Errorf("index gap: have up to %d, got %d", end, f.Index)
+			return fmt.Errorf("%w: have up to %d, got %d", errIndexGap, end, f.Index)
 		}
 		e := entry{time: f.Time, kind: kindCode(f.Kind), decision: uint8(f.Decision),
 			principal: ix.intern(f.Principal), team: ix.intern(f.Team), key: ix.intern(f.APIKey),
