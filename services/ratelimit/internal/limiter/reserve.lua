@@ -34,9 +34,9 @@ local peek = ARGV[7] == 'peek'
 local rec = KEYS[1]
 
 if not peek then
-  local prev = redis.call('HGET', rec, 'd')
+  local prev = redis.call('GET', rec)
   if prev then
-    local r = cjson.decode(prev)
+    local r = cjson.decode(prev).d
     r[3] = 1
     return r
   end
@@ -214,10 +214,8 @@ for i = 1, n do
       p.before = limit - count
     end
     if remaining < 0 then remaining = 0 end
-    local last = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
-    if last[2] then reset = tonumber(last[2]) - now end
-    if not peek and exp - now > reset then reset = exp - now end
-    if not allowed and reply[2] == i then reset = 0 end
+    -- A slot this request takes is back at the latest when the reservation expires.
+    if not peek and reply[2] ~= i then reset = ttl end
     p.member = reqid
   end
 
@@ -264,7 +262,7 @@ for i = 1, n do
   end
 end
 
-redis.call('HSET', rec, 'd', cjson.encode(reply), 's', 'r', 'exp', exp,
-  'l', cjson.encode(entries), 'pi', ARGV[8], 'po', ARGV[9], 'tk', tokens, 'co', cost)
-redis.call('PEXPIRE', rec, ttl)
+-- The record: one string, so writing it (and reading it at Settle) is one command.
+redis.call('SET', rec, cjson.encode({d = reply, s = 'r', exp = exp, l = entries,
+  pi = tonumber(ARGV[8]), po = tonumber(ARGV[9])}), 'PX', ttl)
 return reply

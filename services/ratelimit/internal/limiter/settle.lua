@@ -19,23 +19,24 @@ if now == 0 then
 end
 local rec = KEYS[1]
 local release = ARGV[2] == 'release'
-local r = redis.call('HMGET', rec, 's', 'exp', 'l', 'pi', 'po')
-if not r[1] then return {0, '', 0} end
-if r[1] ~= 'r' then return {0, r[1], 0} end
-if tonumber(r[2]) <= now then return {0, 'e', 0} end
+local raw = redis.call('GET', rec)
+if not raw then return {0, '', 0} end
+local r = cjson.decode(raw)
+if r.s ~= 'r' then return {0, r.s, 0} end
+if r.exp <= now then return {0, 'e', 0} end
 
 local tin = tonumber(ARGV[3])
 local tout = tonumber(ARGV[4])
 local tokens = tin + tout
 local cost = tonumber(ARGV[5])
-if cost < 0 then cost = math.ceil(tin * tonumber(r[4]) + tout * tonumber(r[5]) - 1e-9) end
+if cost < 0 then cost = math.ceil(tin * r.pi + tout * r.po - 1e-9) end
 if release then
   tokens = 0
   cost = 0
 end
 
 local floor = math.floor
-for _, e in ipairs(cjson.decode(r[3])) do
+for _, e in ipairs(r.l) do
   local kind, skey, zkey, member, amount, cal, limit, period = e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8]
   if kind == 1 then
     if release then
@@ -75,5 +76,6 @@ for _, e in ipairs(cjson.decode(r[3])) do
   end
 end
 
-redis.call('HSET', rec, 's', release and 'x' or 's')
+r.s = release and 'x' or 's'
+redis.call('SET', rec, cjson.encode(r), 'KEEPTTL')
 return {1, release and 'x' or 's', cost}
