@@ -15,17 +15,21 @@ import (
 
 // publishBacklog publishes n llm_call events asynchronously, as the gateway does.
 func publishBacklog(e *audittest.Env, n int) error {
+	js, err := jetstream.New(e.NC, jetstream.WithPublishAsyncMaxPending(20000)) // its own async window, apart from the store's
+	if err != nil {
+		return err
+	}
 	for i := range n {
 		ev := audittest.LLMCall(i, "user", "gpt-4o", auditv1.Decision_DECISION_ALLOWED)
 		data, _ := proto.Marshal(ev)
-		if _, err := e.JS.PublishAsync(evidence.SubjectLLMCall, data, jetstream.WithMsgID(ev.GetEventId())); err != nil {
+		if _, err := js.PublishAsync(evidence.SubjectLLMCall, data, jetstream.WithMsgID(ev.GetEventId())); err != nil {
 			return err
 		}
-		if i%5000 == 4999 {
-			<-e.JS.PublishAsyncComplete()
+		if i%10000 == 9999 {
+			<-js.PublishAsyncComplete()
 		}
 	}
-	<-e.JS.PublishAsyncComplete()
+	<-js.PublishAsyncComplete()
 	return nil
 }
 
