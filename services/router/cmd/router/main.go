@@ -1,0 +1,54 @@
+// Command router runs the router service on its own.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/router"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := router.LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := platform.NewLogger(cfg.LogFormat, cfg.LogLevel)
+	if err := run(ctx, log, cfg); err != nil {
+		log.Error("router stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
+	log.InfoContext(ctx, "starting router", "config", platform.ConfigValue(cfg))
+	vc, err := platform.NewVault(ctx, cfg.Vault, log)
+	if err != nil {
+		return err
+	}
+	nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Drain()
+	reg := platform.NewRegistry()
+	svc, err := router.New(router.Params{Config: cfg, Logger: log, Vault: vc, JetStream: js,
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+	if err != nil {
+		return err
+	}
+	srv, err := platform.NewServer(platform.ServerParams{Name: "router", Logger: log, Registry: reg,
+		Services: []platform.Service{{Name: svc.Name, Path: svc.Path, Handler: svc.Handler}}})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, cfg.Addr)
+}
