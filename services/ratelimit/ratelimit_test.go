@@ -39,7 +39,7 @@ func defaults(t testing.TB) ratelimit.Config {
 
 // start mounts the service on a real HTTP/2 server, with real Redis and NATS,
 // and returns a Connect and a gRPC client.
-func start(t *testing.T, rdb interface {
+func start(t testing.TB, rdb interface {
 	redis.Scripter
 	redis.Cmdable
 }, prefix string, mutate func(*ratelimit.Config)) *rig {

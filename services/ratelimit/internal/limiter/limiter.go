@@ -120,7 +120,7 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
-	if strings.ContainsAny(p.Prefix, "{}") {
+	if strings.ContainsAny(p.Prefix, "{}\t\n") {
 		return nil, errors.New("limiter: the key prefix must not contain braces (they would change the hash tag)")
 	}
 	switch p.Partition {
@@ -234,7 +234,8 @@ func (l *Limiter) Reserve(ctx context.Context, req ReserveRequest) (Decision, er
 	keys[0] = l.recordKey(tag, req.RequestID)
 	args := make([]any, 0, 9+5*len(req.Limits))
 	nowMs, nowT := l.nowArg()
-	args = append(args, nowMs, ttl.Milliseconds(), req.RequestID, tokens, cost, len(req.Limits), "reserve",
+	// The request id goes into reservation set members and the record: escaped, it holds no separator.
+	args = append(args, nowMs, ttl.Milliseconds(), esc(req.RequestID), tokens, cost, len(req.Limits), "reserve",
 		strconv.FormatFloat(price.Input, 'g', -1, 64), strconv.FormatFloat(price.Output, 'g', -1, 64))
 	for _, lim := range req.Limits {
 		s, z := limitKeys(l.prefix, tag, req.Subject, lim)

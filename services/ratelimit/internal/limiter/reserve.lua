@@ -36,7 +36,15 @@ local rec = KEYS[1]
 if not peek then
   local prev = redis.call('GET', rec)
   if prev then
-    local r = cjson.decode(prev).d
+    -- Line 5 of the record is the original reply.
+    local line, r = 0, {}
+    for l in string.gmatch(prev, '[^\n]+') do
+      line = line + 1
+      if line == 5 then
+        for v in string.gmatch(l, '[^,]+') do r[#r + 1] = tonumber(v) end
+        break
+      end
+    end
     r[3] = 1
     return r
   end
@@ -245,7 +253,7 @@ for i = 1, n do
   local p = plan[i]
   if p.kind == 1 then
     redis.call('SET', p.skey, string.format('%.17g', p.tat), 'PX', ceil(p.tat - now) + 1000)
-    entries[#entries + 1] = {1, p.skey, '', '', 0, '', 0, p.T}
+    entries[#entries + 1] = table.concat({1, p.skey, '', '', 0, '', 0, string.format('%.17g', p.T)}, '\t')
   elseif p.kind == 2 or p.kind == 3 then
     redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', p.cal == '' and now or p.win)
     redis.call('ZADD', p.zkey, exp, p.member)
@@ -254,15 +262,20 @@ for i = 1, n do
     if keep < ttl then keep = ttl end
     extend(p.skey, keep + 1000)
     extend(p.zkey, keep + 1000)
-    entries[#entries + 1] = {p.kind, p.skey, p.zkey, p.member, p.amount, p.cal, p.limit, p.period}
+    entries[#entries + 1] = table.concat({p.kind, p.skey, p.zkey, p.member, p.amount, p.cal, p.limit, p.period}, '\t')
   else
     redis.call('ZADD', p.zkey, exp, p.member)
     extend(p.zkey, ttl + 1000)
-    entries[#entries + 1] = {4, '', p.zkey, p.member, 0, '', 0, 0}
+    entries[#entries + 1] = table.concat({4, '', p.zkey, p.member, 0, '', 0, 0}, '\t')
   end
 end
 
--- The record: one string, so writing it (and reading it at Settle) is one command.
-redis.call('SET', rec, cjson.encode({d = reply, s = 'r', exp = exp, l = entries,
-  pi = tonumber(ARGV[8]), po = tonumber(ARGV[9])}), 'PX', ttl)
+-- The record: one string, so writing it (and reading it at Settle) is one
+-- command. Lines: state, expiry, input price, output price, the reply, then one
+-- tab-separated line per limit. (Plain strings: cjson costs more than all the
+-- rest of the script.)
+local out = {}
+for i = 1, #reply do out[i] = string.format('%d', reply[i]) end
+redis.call('SET', rec, 'r\n' .. exp .. '\n' .. ARGV[8] .. '\n' .. ARGV[9] .. '\n' .. table.concat(out, ',') ..
+  '\n' .. table.concat(entries, '\n'), 'PX', ttl)
 return reply

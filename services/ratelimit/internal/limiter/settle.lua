@@ -21,23 +21,35 @@ local rec = KEYS[1]
 local release = ARGV[2] == 'release'
 local raw = redis.call('GET', rec)
 if not raw then return {0, '', 0} end
-local r = cjson.decode(raw)
-if r.s ~= 'r' then return {0, r.s, 0} end
-if r.exp <= now then return {0, 'e', 0} end
+-- See reserve.lua for the record's lines.
+local lines = {}
+for l in string.gmatch(raw, '[^\n]+') do lines[#lines + 1] = l end
+local state = lines[1]
+if state ~= 'r' then return {0, state, 0} end
+if tonumber(lines[2]) <= now then return {0, 'e', 0} end
+local pi, po = tonumber(lines[3]), tonumber(lines[4])
 
 local tin = tonumber(ARGV[3])
 local tout = tonumber(ARGV[4])
 local tokens = tin + tout
 local cost = tonumber(ARGV[5])
-if cost < 0 then cost = math.ceil(tin * r.pi + tout * r.po - 1e-9) end
+if cost < 0 then cost = math.ceil(tin * pi + tout * po - 1e-9) end
 if release then
   tokens = 0
   cost = 0
 end
 
 local floor = math.floor
-for _, e in ipairs(r.l) do
-  local kind, skey, zkey, member, amount, cal, limit, period = e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8]
+for li = 6, #lines do
+  local e, pos = {}, 1
+  while true do
+    local tab = string.find(lines[li], '\t', pos, true)
+    if not tab then e[#e + 1] = string.sub(lines[li], pos); break end
+    e[#e + 1] = string.sub(lines[li], pos, tab - 1)
+    pos = tab + 1
+  end
+  local kind, skey, zkey, member, cal = tonumber(e[1]), e[2], e[3], e[4], e[6]
+  local amount, limit, period = tonumber(e[5]), tonumber(e[7]), tonumber(e[8])
   if kind == 1 then
     if release then
       -- Give the request back to GCRA: its theoretical arrival time moves back one interval.
@@ -76,6 +88,5 @@ for _, e in ipairs(r.l) do
   end
 end
 
-r.s = release and 'x' or 's'
-redis.call('SET', rec, cjson.encode(r), 'KEEPTTL')
+redis.call('SET', rec, (release and 'x' or 's') .. string.sub(raw, 2), 'KEEPTTL')
 return {1, release and 'x' or 's', cost}
