@@ -351,4 +351,3 @@ func (h *Handler) PutRoute(ctx context.Context, req *connect.Request[routerv1.Pu
 	}
 	return connect.NewResponse(&routerv1.PutRouteResponse{Route: RouteToProto(r)}), nil
 }
-
