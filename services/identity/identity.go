@@ -30,9 +30,9 @@ import (
 
 // Config is read from BULWARK_IDENTITY_* environment variables.
 type Config struct {
-	Addr      string              `env:"ADDR" default:":8081"`
-	LogFormat string              `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string              `env:"LOG_LEVEL" default:"info"`
+	Addr      string               `env:"ADDR" default:":8081"`
+	LogFormat string               `env:"LOG_FORMAT" default:"json"`
+	LogLevel  string               `env:"LOG_LEVEL" default:"info"`
 	NATS      platform.NATSConfig  `env:"NATS_"`
 	Vault     platform.VaultConfig `env:"VAULT_"`
 	// Bucket is the JetStream KV bucket holding all identity state.

@@ -232,12 +232,18 @@ func promotePrompt(t *testing.T, e *env, id, content string) *identityv1.Change 
 		t.Fatal(err)
 	}
 	steps := []func() (*identityv1.Change, error){
-		func() (*identityv1.Change, error) { return e.svc.ApproveChange(e.ctx, identity.Actor{PrincipalID: approver.Id}, c.Id, "") },
-		func() (*identityv1.Change, error) { return e.svc.PromoteChange(e.ctx, identity.Actor{PrincipalID: author.Id}, c.Id, "staging") },
+		func() (*identityv1.Change, error) {
+			return e.svc.ApproveChange(e.ctx, identity.Actor{PrincipalID: approver.Id}, c.Id, "")
+		},
+		func() (*identityv1.Change, error) {
+			return e.svc.PromoteChange(e.ctx, identity.Actor{PrincipalID: author.Id}, c.Id, "staging")
+		},
 		func() (*identityv1.Change, error) {
 			return e.svc.AttachEvidence(e.ctx, identity.Actor{PrincipalID: author.Id}, c.Id, &identityv1.Evidence{Kind: "eval_report", Reference: "r1"})
 		},
-		func() (*identityv1.Change, error) { return e.svc.PromoteChange(e.ctx, identity.Actor{PrincipalID: approver.Id}, c.Id, "prod") },
+		func() (*identityv1.Change, error) {
+			return e.svc.PromoteChange(e.ctx, identity.Actor{PrincipalID: approver.Id}, c.Id, "prod")
+		},
 	}
 	for _, step := range steps {
 		if c, err = step(); err != nil {
@@ -246,7 +252,6 @@ func promotePrompt(t *testing.T, e *env, id, content string) *identityv1.Change 
 	}
 	return c
 }
-
 
 func TestAuthorize_AdminActionWithoutEnvironmentIsDecidedUnderProdPolicy(t *testing.T) {
 	e := newEnv(t)

@@ -379,4 +379,3 @@ func (s *Service) ListChanges(ctx context.Context, state identityv1.ChangeState,
 	}
 	return out, "", nil
 }
-

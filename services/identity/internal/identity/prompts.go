@@ -258,4 +258,3 @@ func (s *Service) promotePrompt(ctx context.Context, id string, n int64, env str
 	}
 	return "", fmt.Errorf("prompt %q: %w", id, ErrConflict)
 }
-

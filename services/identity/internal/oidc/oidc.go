@@ -107,7 +107,9 @@ func New(p Params) (*Verifier, error) {
 	return v, nil
 }
 
-func unauth(reason string) error { return fmt.Errorf("token %s: %w", reason, identity.ErrUnauthenticated) }
+func unauth(reason string) error {
+	return fmt.Errorf("token %s: %w", reason, identity.ErrUnauthenticated)
+}
 
 // Verify implements identity.TokenVerifier.
 func (v *Verifier) Verify(ctx context.Context, token string) (identity.Claims, error) {

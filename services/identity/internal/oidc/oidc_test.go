@@ -161,11 +161,11 @@ func TestVerify_RejectsWrongAudienceUnknownIssuerAndTampering(t *testing.T) {
 	parts := strings.Split(good, ".")
 	forgedPayload := strings.Split(is.sign(is.claims("mallory", time.Minute, nil)), ".")[1]
 	cases := map[string]string{
-		"wrong audience":  is.sign(is.claims("alice", time.Minute, map[string]any{"aud": "someone-else"})),
-		"unknown issuer":  other.sign(other.claims("alice", time.Minute, nil)),
-		"swapped payload": parts[0] + "." + forgedPayload + "." + parts[2],
-		"no signature":    parts[0] + "." + parts[1] + ".",
-		"garbage":         "a.b.c",
+		"wrong audience":           is.sign(is.claims("alice", time.Minute, map[string]any{"aud": "someone-else"})),
+		"unknown issuer":           other.sign(other.claims("alice", time.Minute, nil)),
+		"swapped payload":          parts[0] + "." + forgedPayload + "." + parts[2],
+		"no signature":             parts[0] + "." + parts[1] + ".",
+		"garbage":                  "a.b.c",
 		"claims issuer, other key": other.sign(map[string]any{"iss": is.srv.URL, "sub": "x", "aud": "bulwark", "exp": time.Now().Add(time.Minute).Unix()}),
 	}
 	for name, tok := range cases {

@@ -311,4 +311,3 @@ func callRaw(t *testing.T, base, procedure, key, body string) string {
 	}
 	return e.Code
 }
-
