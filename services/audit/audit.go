@@ -39,9 +39,16 @@ type Config struct {
 	BatchSize          int           `env:"BATCH_SIZE" default:"2000"`
 	Replicas           int           `env:"REPLICAS" default:"1"`
 	// TransitMount and TransitKey locate the Ed25519 signing key; CreateKey makes it if absent.
-	TransitMount string               `env:"TRANSIT_MOUNT" default:"transit"`
-	TransitKey   string               `env:"TRANSIT_KEY" default:"bulwark-audit-checkpoints"`
-	CreateKey    bool                 `env:"CREATE_KEY" default:"true"`
+	TransitMount string `env:"TRANSIT_MOUNT" default:"transit"`
+	TransitKey   string `env:"TRANSIT_KEY" default:"bulwark-audit-checkpoints"`
+	CreateKey    bool   `env:"CREATE_KEY" default:"true"`
+	// IdentityURL is the identity service that authenticates callers and decides the
+	// permission table (audit.read, audit.verify, audit.export); required unless AuthDisabled.
+	IdentityURL string `env:"IDENTITY_URL"`
+	// ServiceCredential is this service's own identity key, used to ask for decisions.
+	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
+	// AuthDisabled serves every RPC without authentication (local development only).
+	AuthDisabled bool                 `env:"AUTH_DISABLED" default:"false"`
 	NATS         platform.NATSConfig  `env:"NATS_"`
 	Vault        platform.VaultConfig `env:"VAULT_"`
 }
@@ -54,6 +61,9 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < 24*time.Hour {
 		errs = append(errs, errors.New("RETENTION below one day"))
+	}
+	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
+		errs = append(errs, errors.New("IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true"))
 	}
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 || c.BatchSize <= 0 {
 		errs = append(errs, errors.New("CHECKPOINT_EVERY, CHECKPOINT_INTERVAL and BATCH_SIZE must be positive"))

@@ -121,7 +121,7 @@ func PrintSummary(w io.Writer, s evidence.Summary, err error, took time.Duration
 }
 
 func exportCommand(p Params) *cobra.Command {
-	var url, out, from, to string
+	var url, out, from, to, token string
 	var grpc, quiet bool
 	c := &cobra.Command{
 		Use:   "export",
@@ -155,7 +155,7 @@ func exportCommand(p Params) *cobra.Command {
 			if quiet {
 				errOut = io.Discard
 			}
-			n, err := Export(cmd.Context(), client, req, f, errOut)
+			n, err := Export(cmd.Context(), client, req, token, f, errOut)
 			if err != nil {
 				os.Remove(out)
 				return err
@@ -171,6 +171,7 @@ func exportCommand(p Params) *cobra.Command {
 	c.Flags().StringVarP(&out, "output", "o", "evidence.tar.gz", "bundle file to write")
 	c.Flags().StringVar(&from, "from", "", "start of the range (RFC 3339); default: the first record")
 	c.Flags().StringVar(&to, "to", "", "end of the range (RFC 3339); default: the latest checkpoint")
+	c.Flags().StringVar(&token, "token", os.Getenv("BULWARK_TOKEN"), "API key or OIDC token with audit.export (env BULWARK_TOKEN)")
 	c.Flags().BoolVar(&grpc, "grpc", false, "use the gRPC protocol (needs HTTP/2)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	return c
@@ -178,8 +179,12 @@ func exportCommand(p Params) *cobra.Command {
 
 // Export streams a bundle into w, drawing a progress bar on progress, and returns the
 // number of records exported.
-func Export(ctx context.Context, c auditv1connect.AuditServiceClient, req *auditv1.ExportEvidenceRequest, w io.Writer, progress io.Writer) (uint64, error) {
-	st, err := c.ExportEvidence(ctx, connect.NewRequest(req))
+func Export(ctx context.Context, c auditv1connect.AuditServiceClient, req *auditv1.ExportEvidenceRequest, token string, w io.Writer, progress io.Writer) (uint64, error) {
+	creq := connect.NewRequest(req)
+	if token != "" {
+		creq.Header().Set("Authorization", "Bearer "+token)
+	}
+	st, err := c.ExportEvidence(ctx, creq)
 	if err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}

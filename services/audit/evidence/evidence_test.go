@@ -157,13 +157,23 @@ func BenchmarkVerify_Bundle(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("AUDIT_BENCH_RECORDS")); err == nil && v > 0 {
 		n = v
 	}
-	path := filepath.Join(b.TempDir(), "bundle.tar.gz")
+	// AUDIT_BENCH_BUNDLE keeps the bundle (and its key in <path>.key) for a tool run:
+	// bulwarkctl audit verify <path> --key-file <path>.key
+	path := os.Getenv("AUDIT_BENCH_BUNDLE")
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "bundle.tar.gz")
+	}
 	fh, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	vkey := generate(b, n, fh)
-	fh.Close()
+	if err := fh.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path+".key", []byte(vkey+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
 	st, _ := os.Stat(path)
 	b.ReportMetric(float64(st.Size())/1e6, "bundle_MB")
 	var before syscall.Rusage

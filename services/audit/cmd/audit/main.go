@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit"
+	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"golang.org/x/sync/errgroup"
 )
@@ -45,8 +47,22 @@ func run(ctx context.Context, log *slog.Logger, cfg audit.Config) error {
 		return err
 	}
 	reg := platform.NewRegistry()
-	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)}
+	if cfg.AuthDisabled {
+		log.WarnContext(ctx, "authentication disabled: every audit RPC is open")
+	} else {
+		hc := platform.HTTPClient()
+		az, err := authz.NewInterceptor(authz.InterceptorParams{
+			Identity:          identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL),
+			Policy:            identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL),
+			ServiceCredential: cfg.ServiceCredential.Reveal(), Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		ip.Auth = az.AuthFunc()
+	}
+	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(ip)})
 	if err != nil {
 		return err
 	}
