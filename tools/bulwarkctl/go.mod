@@ -24,7 +24,7 @@ require (
 	github.com/bulwarkhq/bulwark/gen/go v0.0.0 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
@@ -84,3 +84,5 @@ require (
 )
 
 replace github.com/bulwarkhq/bulwark/services/audit => ../../services/audit
+
+replace github.com/bulwarkhq/bulwark/services/identity => ../../services/identity
