@@ -20,6 +20,7 @@ import (
 	"github.com/bulwarkhq/bulwark/services/platform"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the audit service's configuration, read from BULWARK_AUDIT_* variables.
@@ -79,6 +80,9 @@ type Params struct {
 	Vault  *vault.Client
 	// HandlerOptions are passed to the generated handler, e.g. platform.HandlerOptions.
 	HandlerOptions []connect.HandlerOption
+	// Registry, when set, receives the log's gauges (tree size, checkpoint size and age,
+	// dead letters).
+	Registry prometheus.Registerer
 }
 
 // Service is a ready audit service: mount Path/Handler, and call Run to ingest.
@@ -124,6 +128,11 @@ func New(ctx context.Context, p Params) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.Registry != nil {
+		if err := registerMetrics(p.Registry, lg); err != nil {
+			return nil, err
+		}
+	}
 	path, h := auditv1connect.NewAuditServiceHandler(impl, p.HandlerOptions...)
 	p.Logger.InfoContext(ctx, "audit service ready", "signer", signer, "verifier_key", vkey)
 	return &Service{Name: auditv1connect.AuditServiceName, Path: path, Handler: h, log: lg}, nil
@@ -131,3 +140,30 @@ func New(ctx context.Context, p Params) (*Service, error) {
 
 // Run ingests the audit stream until ctx is done.
 func (s *Service) Run(ctx context.Context) error { return s.log.Run(ctx) }
+
+func registerMetrics(reg prometheus.Registerer, lg *auditlog.Log) error {
+	cp := func(f func(auditlog.SignedCheckpoint) float64) func() float64 {
+		return func() float64 {
+			c, err := lg.LatestCheckpoint(context.Background())
+			if err != nil {
+				return 0
+			}
+			return f(c)
+		}
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bulwark_audit_tree_size", Help: "Leaves committed to the audit Merkle tree."},
+			func() float64 { return float64(lg.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bulwark_audit_checkpoint_tree_size", Help: "Tree size of the latest signed checkpoint."},
+			cp(func(c auditlog.SignedCheckpoint) float64 { return float64(c.Size) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bulwark_audit_checkpoint_age_seconds", Help: "Age of the latest signed checkpoint."},
+			cp(func(c auditlog.SignedCheckpoint) float64 { return time.Since(c.Time).Seconds() })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bulwark_audit_dead_letters_total", Help: "Malformed messages dead-lettered by this process."},
+			func() float64 { return float64(lg.DeadLetters()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register audit metrics: %w", err)
+		}
+	}
+	return nil
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -50,7 +51,8 @@ func TestNew_MountsAServiceThatIngestsAndSigns(t *testing.T) {
 	defer cancel()
 	c := config()
 	c.AuthDisabled, c.Origin, c.CheckpointInterval = true, "bulwark.audit/mount-test", 100*time.Millisecond
-	svc, err := audit.New(ctx, audit.Params{Config: c, Logger: slog.New(slog.DiscardHandler), JS: js, Vault: vs.Client})
+	reg := prometheus.NewRegistry()
+	svc, err := audit.New(ctx, audit.Params{Config: c, Logger: slog.New(slog.DiscardHandler), JS: js, Vault: vs.Client, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +81,26 @@ func TestNew_MountsAServiceThatIngestsAndSigns(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if n := gaugeValue(t, reg, "bulwark_audit_checkpoint_tree_size"); n != 1 {
+		t.Fatalf("checkpoint size gauge %v, want 1", n)
+	}
 	pk, err := client.GetPublicKey(ctx, connect.NewRequest(&auditv1.GetPublicKeyRequest{}))
 	if err != nil || !strings.HasPrefix(pk.Msg.GetVerifierKey(), c.Origin+"+") || !strings.Contains(pk.Msg.GetPublicKeyPem(), "BEGIN PUBLIC KEY") {
 		t.Fatalf("public key: %v %v", pk, err)
 	}
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }

@@ -62,7 +62,7 @@ func run(ctx context.Context, log *slog.Logger, cfg audit.Config) error {
 		}
 		ip.Auth = az.AuthFunc()
 	}
-	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(ip)})
+	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(ip), Registry: reg})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwarkhq/bulwark/services/audit/checkpoint"
@@ -117,6 +118,8 @@ type Log struct {
 	verifier note.Verifier
 	ix       *index
 
+	deadLetters atomic.Uint64
+
 	cpMu    sync.Mutex
 	latest  *SignedCheckpoint
 	cpCache map[uint64]SignedCheckpoint // by stream position
@@ -190,6 +193,9 @@ func New(ctx context.Context, p Params) (*Log, error) {
 	p.Logger.InfoContext(ctx, "audit log opened", "tree_size", size, "indexed", l.ix.end(), "origin", p.Origin)
 	return l, nil
 }
+
+// DeadLetters counts messages dead-lettered by this process.
+func (l *Log) DeadLetters() uint64 { return l.deadLetters.Load() }
 
 // Size returns the committed tree size.
 func (l *Log) Size() uint64 { return l.tree.Size() }
@@ -341,6 +347,7 @@ func (l *Log) apply(ctx context.Context, msgs []InMsg) error {
 			if err := l.p.Store.PublishDeadLetters(ctx, dls); err != nil {
 				return err
 			}
+			l.deadLetters.Add(uint64(len(dls)))
 			l.p.Logger.WarnContext(ctx, "malformed audit messages dead-lettered", "count", len(dls))
 		}
 		if err := l.p.Store.PublishIndex(ctx, first, next-1, buf); err != nil {
