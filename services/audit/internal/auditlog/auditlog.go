@@ -392,8 +392,8 @@ func (l *Log) maybeCheckpoint(ctx context.Context) error {
 
 // Checkpoint signs the committed tree now and publishes the checkpoint.
 func (l *Log) Checkpoint(ctx context.Context) (SignedCheckpoint, error) {
-	st := l.tree.Committed()
-	cp := checkpoint.Checkpoint{Origin: l.p.Origin, Size: st.Size, Root: l.tree.Root(), Time: l.p.Now().UTC()}
+	size, root := l.tree.Head()
+	cp := checkpoint.Checkpoint{Origin: l.p.Origin, Size: size, Root: root, Time: l.p.Now().UTC()}
 	signed, err := checkpoint.Sign(cp, l.p.Signer)
 	if err != nil {
 		return SignedCheckpoint{}, err

@@ -205,6 +205,13 @@ func (t *Tree) Rollback() error {
 	return nil
 }
 
+// Head returns the committed size and its root hash, read together.
+func (t *Tree) Head() (uint64, []byte) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.committed.Size, rootOf(t.fact, t.committed)
+}
+
 // Root returns the root hash of the committed tree (the empty-tree hash for size 0).
 func (t *Tree) Root() []byte {
 	t.mu.RLock()
