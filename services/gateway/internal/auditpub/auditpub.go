@@ -68,10 +68,11 @@ type Publisher struct {
 	offset int64
 	offF   *os.File
 	broken atomic.Bool
+	full   atomic.Bool // an append was refused for space; cleared when the spool empties
 
 	spooled  atomic.Int64 // records waiting in the spool
 	replayMu sync.Mutex   // one replay at a time
-	kick    chan struct{}
+	kick     chan struct{}
 
 	published atomic.Uint64
 	replayed  atomic.Uint64
@@ -212,6 +213,7 @@ func (p *Publisher) append(data []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.size+int64(len(rec)) > p.p.MaxSpoolBytes {
+		p.full.Store(true)
 		return errors.New("spool full")
 	}
 	if _, err := p.f.WriteAt(rec, p.size); err != nil {
@@ -239,14 +241,16 @@ func (p *Publisher) Durable() bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.broken.Load() && p.size < p.p.MaxSpoolBytes
+	return !p.broken.Load() && !p.full.Load() && p.size < p.p.MaxSpoolBytes
 }
 
 // Spooled is the number of events waiting in the spool.
 func (p *Publisher) Spooled() int64 { return p.spooled.Load() }
 
 // Stats reports events published directly and replayed from the spool.
-func (p *Publisher) Stats() (published, replayed uint64) { return p.published.Load(), p.replayed.Load() }
+func (p *Publisher) Stats() (published, replayed uint64) {
+	return p.published.Load(), p.replayed.Load()
+}
 
 // Run replays the spool whenever NATS is connected, until ctx is done.
 func (p *Publisher) Run(ctx context.Context) {
@@ -326,6 +330,7 @@ func (p *Publisher) compact() error {
 		return fmt.Errorf("fsync spool: %w", err)
 	}
 	p.size, p.offset = 0, 0
+	p.full.Store(false)
 	if err := p.saveOffset(); err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ type channel struct {
 	r *engine.Restorer
 	// for Anthropic: the delta type and field of the block
 	deltaType, field string
-	index           json.Number
+	index            json.Number
 }
 
 // NewStreamRestorer returns a restorer for one stream. dropUsage removes the
