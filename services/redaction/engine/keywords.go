@@ -55,7 +55,8 @@ var keywords = func() map[string]uint32 {
 	add(kwTitle, "mr mrs ms miss dr prof mx sir")
 	add(kwStreet, "street st avenue ave road rd boulevard blvd lane ln drive court ct way place pl terrace parkway pkwy highway hwy circle square sq crescent close")
 	add(kwAddr, "live lives living located reside resides resident address moved based")
-	add(kwInj, "ignore disregard forget override bypass pretend act behave roleplay jailbreak jailbroken developer dan you from reveal print show repeat output display leak new do system god")
+	add(kwInj, "ignore disregard forget override bypass pretend act behave roleplay jailbreak jailbroken developer dan you from reveal print show repeat output display leak new do system god "+
+		"without uncensored unfiltered stop break what your simulate ignorez ignoriere ignora ignorare oublie vergiss olvida")
 	add(kwFirstName, firstNames)
 	add(kwCity, cities)
 	add(kwCity2, "new san los las hong united south north saudi buenos tel kuala sao rio mexico hong st abu cape")

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/nyaruka/phonenumbers"
 	"google.golang.org/protobuf/proto"
@@ -388,7 +389,12 @@ var (
 	reDOBWord = regexp.MustCompile(`(?i)^[^0-9a-z]{0,4}(?:(?:is|was|on|date|of|:)[^0-9a-z]{1,3}){0,3}(\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?` + months + `,?\s+\d{4}|` + months + `\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})`)
 	reStreet  = regexp.MustCompile(`\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][a-zA-Z'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Square|Sq|Crescent|Close)\b(?:\.,)?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*[A-Za-z0-9-]+)?(?:,\s+[A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)?)?(?:,\s+[A-Z]{2})?(?:,?\s+\d{5}(?:-\d{4})?)?`)
 	reIgnore  = regexp.MustCompile(`^(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|former|original|initial|system|safety|every|these|those|everything)\s+){0,4}(?:instructions?|prompts?|rules|directions|guidelines|context|commands|orders|constraints|restrictions|guardrails|messages?|programming|policies|you\s+were\s+told|said|above)`)
-	reRole    = regexp.MustCompile(`^(?:pretend|act|behave|roleplay)\s+(?:to\s+be|as|like|you\s+are|that\s+you\s+are)\s+(?:an?\s+|the\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b|different|ai\s+(?:with|without)|model\s+without|developer|hacker|rogue|free)`)
+	reNoLimits      = regexp.MustCompile(`^without\s+(?:any\s+)?(?:restrictions|filters|limitations|censorship|content\s+polic(?:y|ies)|safety\s+guidelines|ethical\s+guidelines|rules)`)
+	reStopFollowing = regexp.MustCompile(`^stop\s+(?:following|obeying)\s+(?:your|the|all|any)\s+(?:\w+\s+)?(?:instructions|rules|guidelines|programming)`)
+	reWhatPrompt    = regexp.MustCompile(`^what\s+(?:is|was|are|were)\s+(?:your|the)\s+(?:system\s+prompt|initial\s+(?:prompt|instructions)|original\s+instructions|hidden\s+instructions)`)
+	reYourNew       = regexp.MustCompile(`^your\s+new\s+(?:role|task|instructions|objective|persona)\s+(?:is|are)`)
+	reForeignIgnore = regexp.MustCompile(`^(?:ignorez|ignoriere|ignora|ignorare|oublie|vergiss|olvida)\s+(?:\S+\s+){0,3}(?:instructions|anweisungen|instrucciones|istruzioni|consignes|regeln|reglas)`)
+	reRole          = regexp.MustCompile(`^(?:pretend|act|behave|roleplay)\s+(?:to\s+be|as|like|you\s+are|that\s+you\s+are)\s+(?:an?\s+|the\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b|different|ai\s+(?:with|without)|model\s+without|developer|hacker|rogue|free)`)
 )
 
 var notNameWords = map[string]bool{"The": true, "A": true, "An": true, "I": true, "My": true, "Your": true, "Our": true, "This": true,
@@ -585,7 +591,10 @@ func (sc *scanner) injection(pos, end int) {
 		}
 		sc.low[i] = c
 	}
-	w := string(sc.low[:n])
+	// w aliases the scanner's scratch buffer: nothing below retains it, and
+	// copying it for every common trigger word ("your", "you") would cost
+	// an allocation per word on clean text.
+	w := unsafe.String(&sc.low[0], n)
 	hit := func(l int, rule string, score float64) {
 		sc.inj = append(sc.inj, cand{start: pos, end: pos + l, typ: PromptInjection, rule: rule, score: score})
 	}
@@ -641,6 +650,45 @@ func (sc *scanner) injection(pos, end int) {
 				hit(len(p), "instruction-injection", 0.7)
 				break
 			}
+		}
+	case "without":
+		if m := reNoLimits.FindStringIndex(w); m != nil {
+			hit(m[1], "restriction-removal", 0.6)
+		}
+	case "uncensored", "unfiltered":
+		if strings.HasPrefix(w[end-pos:], " mode") || strings.HasPrefix(w[end-pos:], " ai") || strings.HasPrefix(w[end-pos:], " response") || strings.HasPrefix(w[end-pos:], " version") {
+			rest := w[end-pos+1:]
+			k := strings.IndexAny(rest, " .,;:!?")
+			if k < 0 {
+				k = len(rest)
+			}
+			hit(end-pos+1+k, "jailbreak-mode", 0.7)
+		}
+	case "stop":
+		if m := reStopFollowing.FindStringIndex(w); m != nil {
+			hit(m[1], "ignore-previous-instructions", 0.8)
+		}
+	case "break":
+		if strings.HasPrefix(w, "break character") || strings.HasPrefix(w, "break out of character") || strings.HasPrefix(w, "break free of") {
+			hit(15, "role-reassignment", 0.6)
+		}
+	case "what":
+		if m := reWhatPrompt.FindStringIndex(w); m != nil {
+			hit(m[1], "prompt-leak", 0.7)
+		}
+	case "your":
+		if m := reYourNew.FindStringIndex(w); m != nil {
+			hit(m[1], "instruction-injection", 0.7)
+		}
+	case "simulate":
+		if len(w) > 9 {
+			if m := reRole.FindStringIndex("act as " + w[len("simulate "):]); m != nil {
+				hit(m[1]-len("act as ")+len("simulate "), "role-reassignment", 0.7)
+			}
+		}
+	case "ignorez", "ignoriere", "ignora", "ignorare", "oublie", "vergiss", "olvida":
+		if m := reForeignIgnore.FindStringIndex(w); m != nil {
+			hit(m[1], "ignore-previous-instructions", 0.85)
 		}
 	case "system":
 		switch {
