@@ -52,6 +52,7 @@ func start(t testing.TB, rdb interface {
 	}
 	cfg := defaults(t)
 	cfg.KeyPrefix = prefix
+	cfg.StoreTimeout = 10 * time.Second // tests assert behaviour, not speed, on a shared machine
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -41,7 +41,7 @@ func (c *clock) Set(t time.Time) {
 func newTestLimiter(t testing.TB, now func() time.Time) (*Limiter, *redis.Client, string) {
 	t.Helper()
 	rdb, prefix := platformtest.Redis(t)
-	l, err := New(context.Background(), Params{Redis: rdb, Prefix: prefix, Now: now})
+	l, err := New(context.Background(), Params{Redis: rdb, Prefix: prefix, Now: now, StoreTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
