@@ -457,7 +457,15 @@ func (sc *scanner) domain(i, e int, whole string) {
 		t = t[:k]
 	}
 	dot := strings.LastIndexByte(t, '.')
-	if dot <= 0 || !commonTLDs[strings.ToLower(t[dot+1:])] {
+	tld := t[dot+1:]
+	if dot <= 0 || len(tld) < 2 || len(tld) > 6 {
+		return
+	}
+	var buf [6]byte
+	for k := 0; k < len(tld); k++ {
+		buf[k] = tld[k] | 0x20
+	}
+	if !commonTLDs[string(buf[:len(tld)])] {
 		return
 	}
 	prev := byte('.')
@@ -477,7 +485,14 @@ func (sc *scanner) domain(i, e int, whole string) {
 		}
 		prev = c
 	}
-	if allDigits(strings.ReplaceAll(t[:dot], ".", "")) {
+	letters := false
+	for k := 0; k < dot; k++ {
+		if isAlpha(t[k]) {
+			letters = true
+			break
+		}
+	}
+	if !letters {
 		return
 	}
 	sc.add(i, e, URL, "domain", 0.5)
