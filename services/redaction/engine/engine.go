@@ -42,6 +42,8 @@ type Engine struct {
 type compiled struct {
 	p     Profile
 	rules []compiledRule
+	// secretActions holds the "SECRET:<rule>" overrides keyed by rule id.
+	secretActions map[string]Action
 }
 
 type compiledRule struct {
@@ -87,7 +89,12 @@ func compileProfile(p Profile) (*compiled, error) {
 	if p.MinScore < 0 || p.MinScore > 1 || p.BlockInjectionScore < 0 || p.BlockInjectionScore > 1 {
 		return nil, fmt.Errorf("%w: scores must be between 0 and 1", ErrInvalidProfile)
 	}
-	c := &compiled{p: p}
+	c := &compiled{p: p, secretActions: map[string]Action{}}
+	for k, a := range p.Actions {
+		if rule, ok := strings.CutPrefix(k, Secret+":"); ok {
+			c.secretActions[rule] = a
+		}
+	}
 	for i, r := range p.CustomRules {
 		if r.EntityType == "" {
 			return nil, fmt.Errorf("%w: custom rule %d has no entity type", ErrInvalidProfile, i)
@@ -183,7 +190,7 @@ func (e *Engine) detect(text string, c *compiled) (found []Finding, injection fl
 			kept = append(kept, x)
 		}
 	}
-	kept = resolveOverlaps(kept)
+	kept = sc.resolveOverlaps(kept)
 	// Hidden characters are an injection signal of their own.
 	if nt.tags > 0 {
 		sc.inj = append(sc.inj, cand{start: -1, typ: PromptInjection, rule: "unicode-tag-smuggling", score: 0.9})
@@ -231,12 +238,13 @@ func (e *Engine) detect(text string, c *compiled) (found []Finding, injection fl
 // higher score, then the longer span. Candidates are grouped into clusters of
 // transitively overlapping spans, so the quadratic choice only runs inside
 // (small) clusters.
-func resolveOverlaps(cs []cand) []cand {
+func (sc *scanner) resolveOverlaps(cs []cand) []cand {
 	if len(cs) < 2 {
 		return cs
 	}
-	sortByStart(cs)
-	out := make([]cand, 0, len(cs))
+	sc.sortByStart(cs)
+	out := sc.resolved[:0]
+	defer func() { sc.resolved = out[:0] }()
 	for i := 0; i < len(cs); {
 		j, end := i+1, cs[i].end
 		for j < len(cs) && cs[j].start < end {
@@ -271,20 +279,21 @@ func resolveOverlaps(cs []cand) []cand {
 
 // sortByStart sorts candidates by start offset through packed integer keys,
 // which is several times cheaper than swapping the structs in a comparison sort.
-func sortByStart(cs []cand) {
+func (sc *scanner) sortByStart(cs []cand) {
 	if slices.IsSortedFunc(cs, func(x, y cand) int { return cmp.Compare(x.start, y.start) }) {
 		return
 	}
-	keys := make([]uint64, len(cs))
+	keys := sc.keys[:0]
 	for i, c := range cs {
-		keys[i] = uint64(c.start)<<24 | uint64(i)
+		keys = append(keys, uint64(c.start)<<24|uint64(i))
 	}
 	slices.Sort(keys)
-	tmp := make([]cand, len(cs))
-	for i, k := range keys {
-		tmp[i] = cs[k&(1<<24-1)]
+	tmp := sc.tmp[:0]
+	for _, k := range keys {
+		tmp = append(tmp, cs[k&(1<<24-1)])
 	}
 	copy(cs, tmp)
+	sc.keys, sc.tmp = keys[:0], tmp[:0]
 }
 
 func better(x, y cand) int {
@@ -311,7 +320,7 @@ func (e *Engine) Inspect(text, profile string) (*InspectResult, error) {
 	}
 	found, inj := e.detect(text, c)
 	for i := range found {
-		found[i].Action = actionFor(&c.p, &found[i])
+		found[i].Action = actionFor(c, &found[i])
 	}
 	return &InspectResult{Findings: found, DataClasses: classesOf(found), InjectionScore: inj}, nil
 }
@@ -337,12 +346,13 @@ func contains(xs []string, s string) bool {
 }
 
 // actionFor resolves a finding's action: "SECRET:<rule>", then the entity type, then the default.
-func actionFor(p *Profile, f *Finding) Action {
+func actionFor(c *compiled, f *Finding) Action {
+	p := &c.p
 	if f.EntityType == PromptInjection {
 		return ActionAllow
 	}
 	if f.EntityType == Secret {
-		if a, ok := p.Actions[Secret+":"+f.Rule]; ok && a != ActionUnspecified {
+		if a, ok := c.secretActions[f.Rule]; ok && a != ActionUnspecified {
 			return a
 		}
 	}
@@ -384,7 +394,7 @@ func (e *Engine) Redact(req RedactRequest) (*RedactResult, error) {
 		for i := range found {
 			f := &found[i]
 			f.Segment = seg.ID
-			f.Action = actionFor(&c.p, f)
+			f.Action = actionFor(c, f)
 			if f.Action == ActionBlock {
 				reason := f.EntityType
 				if f.EntityType == Secret {

@@ -56,6 +56,10 @@ type scanner struct {
 	kws    []kwHit
 	nums   []numRun
 	groups []grp
+	// scratch for overlap resolution
+	keys     []uint64
+	tmp      []cand
+	resolved []cand
 	ctxTok []grp
 	low    [160]byte
 }
