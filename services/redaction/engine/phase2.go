@@ -303,6 +303,10 @@ func phoneValidUncached(cc int, national string, possibleOnly bool) bool {
 // phone returns a score for a digit string as a phone number, or 0.
 func (sc *scanner) phone(d string, plus bool, k, start, end int, neg bool) float64 {
 	ctx := sc.ctx(start, end, kwPhone)
+	if !plus && len(d) > 10 && d[0] == '0' && d[1] == '0' {
+		// "0044 20 …": the international call prefix stands for '+'.
+		plus, d = true, d[2:]
+	}
 	if plus {
 		for l := 1; l <= 3 && l < len(d); l++ {
 			cc := atoiN(d[:l])

@@ -463,7 +463,10 @@ func (sc *scanner) domain(i, e int, whole string) {
 	}
 	var buf [6]byte
 	for k := 0; k < len(tld); k++ {
-		buf[k] = tld[k] | 0x20
+		if !isLower(tld[k]) { // "ASP.NET", "Socket.IO" are names, not hosts
+			return
+		}
+		buf[k] = tld[k]
 	}
 	if !commonTLDs[string(buf[:len(tld)])] {
 		return
