@@ -157,19 +157,33 @@ func TestCheckDeployment_CatchesEachBrokenRule(t *testing.T) {
 	tr := true
 	zero := int64(0)
 	cases := map[string]func(d *appsv1.Deployment){
-		"no readiness probe":    func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].ReadinessProbe = nil },
-		"http liveness probe":   func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].LivenessProbe.GRPC = nil },
-		"no memory limit":       func(d *appsv1.Deployment) { delete(d.Spec.Template.Spec.Containers[0].Resources.Limits, corev1.ResourceMemory) },
-		"no cpu request":        func(d *appsv1.Deployment) { delete(d.Spec.Template.Spec.Containers[0].Resources.Requests, corev1.ResourceCPU) },
-		"writable root fs":      func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem = &f },
-		"privilege escalation":  func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &tr },
-		"root user":             func(d *appsv1.Deployment) { d.Spec.Template.Spec.SecurityContext.RunAsUser = &zero },
-		"may run as root":       func(d *appsv1.Deployment) { d.Spec.Template.Spec.SecurityContext.RunAsNonRoot = nil; d.Spec.Template.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil },
-		"keeps capabilities":    func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Drop = nil },
-		"latest image":          func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/x/y:latest" },
-		"untagged image":        func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "localhost:5000/x/y" },
-		"default SA":            func(d *appsv1.Deployment) { d.Spec.Template.Spec.ServiceAccountName = "" },
-		"short grace period":    func(d *appsv1.Deployment) { g := int64(DrainSeconds); d.Spec.Template.Spec.TerminationGracePeriodSeconds = &g },
+		"no readiness probe":  func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].ReadinessProbe = nil },
+		"http liveness probe": func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].LivenessProbe.GRPC = nil },
+		"no memory limit": func(d *appsv1.Deployment) {
+			delete(d.Spec.Template.Spec.Containers[0].Resources.Limits, corev1.ResourceMemory)
+		},
+		"no cpu request": func(d *appsv1.Deployment) {
+			delete(d.Spec.Template.Spec.Containers[0].Resources.Requests, corev1.ResourceCPU)
+		},
+		"writable root fs": func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem = &f
+		},
+		"privilege escalation": func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &tr
+		},
+		"root user": func(d *appsv1.Deployment) { d.Spec.Template.Spec.SecurityContext.RunAsUser = &zero },
+		"may run as root": func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.SecurityContext.RunAsNonRoot = nil
+			d.Spec.Template.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil
+		},
+		"keeps capabilities": func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Drop = nil },
+		"latest image":       func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/x/y:latest" },
+		"untagged image":     func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "localhost:5000/x/y" },
+		"default SA":         func(d *appsv1.Deployment) { d.Spec.Template.Spec.ServiceAccountName = "" },
+		"short grace period": func(d *appsv1.Deployment) {
+			g := int64(DrainSeconds)
+			d.Spec.Template.Spec.TerminationGracePeriodSeconds = &g
+		},
 		"probe on another port": func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].ReadinessProbe.GRPC.Port = 9999 },
 	}
 	for name, breakIt := range cases {

@@ -24,14 +24,14 @@ import (
 
 // Set is one rendered overlay, decoded into typed objects by kind.
 type Set struct {
-	Namespaces       []corev1.Namespace
-	Deployments      []appsv1.Deployment
-	Services         []corev1.Service
-	ServiceAccounts  []corev1.ServiceAccount
-	HPAs             []autoscalingv2.HorizontalPodAutoscaler
-	PDBs             []policyv1.PodDisruptionBudget
-	NetworkPolicies  []networkingv1.NetworkPolicy
-	PriorityClasses  []schedulingv1.PriorityClass
+	Namespaces      []corev1.Namespace
+	Deployments     []appsv1.Deployment
+	Services        []corev1.Service
+	ServiceAccounts []corev1.ServiceAccount
+	HPAs            []autoscalingv2.HorizontalPodAutoscaler
+	PDBs            []policyv1.PodDisruptionBudget
+	NetworkPolicies []networkingv1.NetworkPolicy
+	PriorityClasses []schedulingv1.PriorityClass
 	// Objects counts every rendered object, whatever its kind.
 	Objects int
 }

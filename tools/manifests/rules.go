@@ -55,7 +55,9 @@ func IsSingleton(d appsv1.Deployment) bool {
 // privilege escalation, a ServiceAccount, and a grace period that covers the drain.
 func CheckDeployment(d appsv1.Deployment) []error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("deployment %s: "+format, append([]any{d.Name}, a...)...)) }
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("deployment %s: "+format, append([]any{d.Name}, a...)...))
+	}
 	pod := d.Spec.Template.Spec
 	if ServiceName(d) == "" {
 		bad("pod template has no %s label", NameLabel)
