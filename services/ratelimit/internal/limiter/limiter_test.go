@@ -444,3 +444,34 @@ func TestReserve_UsesTheRedisClockWhenNoneIsInjected(t *testing.T) {
 		t.Fatalf("decision clock %v is far from now", d.Now)
 	}
 }
+
+func TestReserve_EveryKeyItWritesExpires(t *testing.T) {
+	clk := newClock(t0)
+	l, rdb, prefix := newTestLimiter(t, clk.Now)
+	limits := []Limit{
+		{Name: "rpm", Kind: KindRequests, Dimensions: []Dimension{DimAPIKey}, Limit: 10, Burst: 9, Period: time.Minute},
+		{Name: "tpm", Kind: KindTokens, Dimensions: []Dimension{DimAPIKey}, Limit: 10_000, Period: time.Minute},
+		{Name: "month", Kind: KindSpend, Dimensions: []Dimension{DimTeam}, Limit: 10_000, Calendar: CalendarMonth},
+		{Name: "inflight", Kind: KindConcurrency, Dimensions: []Dimension{DimAPIKey}, Limit: 10},
+	}
+	for i := range 3 {
+		d, err := l.Reserve(context.Background(), ReserveRequest{RequestID: fmt.Sprint(i), Subject: subject(), Limits: limits, InputTokens: 10, TTL: time.Minute})
+		if err != nil || !d.Allowed {
+			t.Fatal(err, d)
+		}
+		if i == 0 {
+			if _, err := l.Settle(context.Background(), d.ReservationID, Usage{InputTokens: 50}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	if err != nil || len(keys) < 7 {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+	for _, k := range keys {
+		if ttl := rdb.PTTL(context.Background(), k).Val(); ttl <= 0 {
+			t.Fatalf("key %s has no expiry (%v): it would outlive its use", k, ttl)
+		}
+	}
+}

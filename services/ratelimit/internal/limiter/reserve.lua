@@ -160,7 +160,8 @@ for i = 1, n do
   elseif kind == 2 or kind == 3 then
     local amount = kind == 2 and tokens or cost
     if peek then amount = 0 end
-    local st = redis.call('HMGET', skey, 'v', 'w')
+    local st = redis.call('HMGET', skey, 'v', 'w', 'x')
+    p.x = tonumber(st[3] or 0)
     local v = tonumber(st[1] or 0)
     local win, wend = 0, 0
     if cal == '' then
@@ -255,13 +256,23 @@ for i = 1, n do
     redis.call('SET', p.skey, string.format('%.17g', p.tat), 'PX', ceil(p.tat - now) + 1000)
     entries[#entries + 1] = table.concat({1, p.skey, '', '', 0, '', 0, string.format('%.17g', p.T)}, '\t')
   elseif p.kind == 2 or p.kind == 3 then
-    redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', p.cal == '' and now or p.win)
-    redis.call('ZADD', p.zkey, exp, p.member)
+    -- Both keys live until x (kept in the state): past the budget's drain time or
+    -- window end and past every reservation in the set, so the set never expires
+    -- while the amounts it accounts for are counted. x only grows, and grows
+    -- with room to spare, so most decisions write no expiry at all.
     local keep
     if p.cal == '' then keep = ceil(p.v * p.period / p.limit) else keep = p.wend - now end
     if keep < ttl then keep = ttl end
-    extend(p.skey, keep + 1000)
-    extend(p.zkey, keep + 1000)
+    local x = p.x
+    if now + keep + 1000 > x then
+      x = now + 2 * (keep + 1000)
+      redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', p.cal == '' and now or p.win, 'x', x)
+      redis.call('PEXPIRE', p.skey, x - now)
+    else
+      redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', p.cal == '' and now or p.win)
+    end
+    redis.call('ZADD', p.zkey, exp, p.member)
+    redis.call('PEXPIRE', p.zkey, x - now)
     entries[#entries + 1] = table.concat({p.kind, p.skey, p.zkey, p.member, p.amount, p.cal, p.limit, p.period}, '\t')
   else
     redis.call('ZADD', p.zkey, exp, p.member)

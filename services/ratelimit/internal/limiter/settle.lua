@@ -65,7 +65,7 @@ for li = 6, #lines do
   elseif redis.call('ZREM', zkey, member) == 1 then
     local actual = kind == 2 and tokens or cost
     local delta = actual - amount
-    local st = redis.call('HMGET', skey, 'v', 'w')
+    local st = redis.call('HMGET', skey, 'v', 'w', 'x')
     local v = tonumber(st[1] or 0)
     if cal == '' then
       local last = tonumber(st[2] or now)
@@ -74,9 +74,14 @@ for li = 6, #lines do
       v = v + delta
       if v < 0 then v = 0 end
       redis.call('HSET', skey, 'v', string.format('%.17g', v), 'w', now)
+      -- Same expiry rule as reserve.lua: both keys live until x, which only grows.
       local keep = math.ceil(v * period / limit) + 1000
-      if redis.call('PTTL', skey) < keep then redis.call('PEXPIRE', skey, keep) end
-      if redis.call('PTTL', zkey) < keep then redis.call('PEXPIRE', zkey, keep) end
+      if now + keep > tonumber(st[3] or 0) then
+        local x = now + 2 * keep
+        redis.call('HSET', skey, 'x', x)
+        redis.call('PEXPIRE', skey, x - now)
+        redis.call('PEXPIRE', zkey, x - now)
+      end
     else
       local win = tonumber(string.match(member, '|(%-?%d+)|%d+$'))
       if tonumber(st[2] or -1) == win then
