@@ -1,10 +1,12 @@
 package manifests
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -30,5 +32,36 @@ func TestAuditStream_IsAppendOnlyReplicatedAndKeptFor400Days(t *testing.T) {
 	}
 	if st.AllowRollup {
 		t.Error("rollups would let a publisher replace history")
+	}
+}
+
+func TestAuditStream_IsAcceptedByJetStreamAndStaysAppendOnly(t *testing.T) {
+	// A single embedded server holds one replica; everything else is the file's.
+	_, js := platformtest.NATS(t)
+	ctx := context.Background()
+	cfg := readStreamConfig(t)
+	cfg.Replicas = 1
+	s, err := js.CreateStream(ctx, cfg)
+	if err != nil {
+		t.Fatalf("JetStream rejects the stream file: %v", err)
+	}
+	got := s.CachedInfo().Config
+	if got.MaxAge != cfg.MaxAge || !got.DenyDelete || !got.DenyPurge || got.Duplicates != cfg.Duplicates {
+		t.Fatalf("server stored %+v", got)
+	}
+	ack, err := js.Publish(ctx, "bulwark.audit.v1.llm_call", []byte("event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, ack.Sequence); err == nil {
+		t.Fatal("a message was deleted from the audit stream")
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Fatal("the audit stream was purged")
+	}
+	// deny_delete and deny_purge cannot be switched off by an update.
+	cfg.DenyDelete, cfg.DenyPurge = false, false
+	if _, err := js.UpdateStream(ctx, cfg); err == nil {
+		t.Fatal("an update turned deny_delete/deny_purge off")
 	}
 }
