@@ -113,7 +113,7 @@ func BenchmarkInspectColdPhoneCache(b *testing.B) {
 			e := newTestEngine(b)
 			text := densePIIText(size.n)
 			reportCPU(b, len(text), func() {
-				phoneMemo.Clear()
+				resetPhoneMemo()
 				if _, err := e.Inspect(text, "default"); err != nil {
 					b.Fatal(err)
 				}

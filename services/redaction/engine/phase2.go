@@ -253,9 +253,7 @@ func phoneValid(cc int, national string, possibleOnly bool) bool {
 	}
 	v := phoneValidUncached(cc, national, possibleOnly)
 	if phoneMemoSize.Add(1) > 8192 {
-		// Bounded: start over rather than grow without limit.
-		phoneMemo.Clear()
-		phoneMemoSize.Store(0)
+		resetPhoneMemo() // bounded: start over rather than grow without limit
 	}
 	phoneMemo.Store(phoneKey{cc: int32(cc), national: strings.Clone(national), possible: possibleOnly}, v)
 	return v
@@ -274,6 +272,11 @@ var (
 	phoneMemo     sync.Map
 	phoneMemoSize atomic.Int64
 )
+
+func resetPhoneMemo() {
+	phoneMemo.Clear()
+	phoneMemoSize.Store(0)
+}
 
 func phoneValidUncached(cc int, national string, possibleOnly bool) bool {
 	var nn uint64

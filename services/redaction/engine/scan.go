@@ -41,7 +41,7 @@ func getScanner(s string) *scanner {
 }
 
 func putScanner(sc *scanner) {
-	if cap(sc.out) > 4096 || cap(sc.groups) > 1<<16 || cap(sc.kws) > 1<<16 {
+	if cap(sc.out) > 1<<15 || cap(sc.tmp) > 1<<15 || cap(sc.groups) > 1<<16 || cap(sc.kws) > 1<<16 {
 		return // do not keep what a huge input grew
 	}
 	sc.s = ""
