@@ -267,10 +267,14 @@ func (v *verifier) records(r io.Reader) error {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
+			var pc *pathCache
+			if v.root != nil {
+				pc = newPathCache(v.man.ProofTreeSize, v.root)
+			}
 			for b := range in {
 				res := make([]recResult, len(b.lines))
 				for i, l := range b.lines {
-					res[i] = v.checkRecord(l)
+					res[i] = v.checkRecord(l, pc)
 				}
 				out <- batchResult{seq: b.seq, results: res}
 			}
@@ -356,7 +360,7 @@ func (v *verifier) finish() {
 }
 
 // checkRecord verifies one record on its own: hash, decoded event and inclusion proof.
-func (v *verifier) checkRecord(line []byte) recResult {
+func (v *verifier) checkRecord(line []byte, pc *pathCache) recResult {
 	r, fast := parseRecordFast(line)
 	if !fast {
 		r = Record{}
@@ -383,11 +387,11 @@ func (v *verifier) checkRecord(line []byte) recResult {
 			bad("the decoded event differs from the hashed data (altered)")
 		}
 	}
-	if v.root != nil {
+	if pc != nil {
 		p, ok := SplitProof(r.InclusionProof)
 		if !ok {
 			bad("inclusion proof is not a sequence of 32-byte hashes")
-		} else if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index, v.man.ProofTreeSize, leaf, p, v.root); err != nil {
+		} else if !pc.verify(r.Index, leaf, p) {
 			bad("not included in the checkpoint at tree size %d (altered, inserted or moved)", v.man.ProofTreeSize)
 		}
 	}
