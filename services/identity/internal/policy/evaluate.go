@@ -47,13 +47,14 @@ func deny(reasons ...string) Decision { return Decision{Reasons: reasons} }
 // Evaluate decides one request.
 func (c *Compiled) Evaluate(in Input) Decision {
 	if !in.MFA {
-		for _, role := range in.Roles {
-			if matchAny(c.mfaRoles, role) {
-				return Decision{MFARequired: true, Reasons: []string{fmt.Sprintf("role %q requires a second factor", role)}}
+		if reason := c.mfaReason(in); reason != "" {
+			// mfa_required means a second factor alone would change the verdict.
+			with := in
+			with.MFA = true
+			if d := c.Evaluate(with); !d.Allowed {
+				return d
 			}
-		}
-		if matchAny(c.mfaActions, in.Action) {
-			return Decision{MFARequired: true, Reasons: []string{fmt.Sprintf("action %q requires a second factor", in.Action)}}
+			return Decision{MFARequired: true, Reasons: []string{reason}}
 		}
 	}
 
@@ -187,6 +188,18 @@ func (c *Compiled) Evaluate(in Input) Decision {
 		ob.AllowedProviders = sortedSet(allowed)
 	}
 	return Decision{Allowed: true, Reasons: reasons, Obligations: ob}
+}
+
+func (c *Compiled) mfaReason(in Input) string {
+	for _, role := range in.Roles {
+		if matchAny(c.mfaRoles, role) {
+			return fmt.Sprintf("role %q requires a second factor", role)
+		}
+	}
+	if matchAny(c.mfaActions, in.Action) {
+		return fmt.Sprintf("action %q requires a second factor", in.Action)
+	}
+	return ""
 }
 
 func (r *rule) matches(in Input, llm bool) bool {

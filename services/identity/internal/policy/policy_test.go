@@ -171,6 +171,11 @@ func TestEvaluate_MFARequiredForMarkedRolesAndActions(t *testing.T) {
 	if d := c.Evaluate(Input{Roles: []string{"approver"}, Action: "change.approve", MFA: true}); !d.Allowed {
 		t.Fatalf("with MFA: %+v", d)
 	}
+	// A request that a second factor would not save is not reported as needing one.
+	d = c.Evaluate(Input{Roles: []string{"admin"}, Action: "llm.complete", Model: "gpt-4o"})
+	if d.Allowed || d.MFARequired {
+		t.Fatalf("denied anyway, yet mfa_required: %+v", d)
+	}
 }
 
 func TestCompile_ReportsEveryProblem(t *testing.T) {
