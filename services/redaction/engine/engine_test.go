@@ -273,3 +273,14 @@ func TestRedact_PlaceholderLiteralsInInputAreNotReused(t *testing.T) {
 		t.Errorf("redacted %q restored %q", res.Segments[0].Text, got)
 	}
 }
+
+func TestInspect_AuthorizationHeaderCredentials(t *testing.T) {
+	e := newTestEngine(t)
+	got := findTypes(t, e, "Authorization: Bearer 8f3kQz91LmXa7PwR2tYv0bNc\nAuthorization: Basic dXNlcjpwYXNzd29yZA==", "default")
+	if got["8f3kQz91LmXa7PwR2tYv0bNc"] != Secret || got["dXNlcjpwYXNzd29yZA=="] != Secret {
+		t.Errorf("got %v", got)
+	}
+	if got := findTypes(t, e, "He was the bearer of bad news; basic training starts Monday.", "default"); len(got) != 0 {
+		t.Errorf("prose flagged: %v", got)
+	}
+}

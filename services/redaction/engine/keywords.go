@@ -27,6 +27,7 @@ const (
 	kwCity2
 	kwNINO
 	kwIBAN
+	kwAuthScheme
 )
 
 var keywords = func() map[string]uint32 {
@@ -49,6 +50,7 @@ var keywords = func() map[string]uint32 {
 	add(kwTax, "itin taxpayer tin tax")
 	add(kwNINO, "nino insurance ni")
 	add(kwIBAN, "iban")
+	add(kwAuthScheme, "bearer basic")
 	add(kwNeg, "order invoice ticket tracking ref reference version build isbn serial sku model transaction confirmation po part item case release port pid issue commit hash uuid timestamp epoch")
 	add(kwNameTrigger, "name named dear sincerely regards signed patient customer employee thanks cheers from")
 	add(kwGreeting, "hi hello hey")

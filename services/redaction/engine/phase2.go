@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/base64"
 	"regexp"
 	"strings"
 	"sync"
@@ -460,6 +461,9 @@ func (sc *scanner) keywordDetectors(h kwHit) {
 	if h.bits&kwInj != 0 {
 		sc.injection(pos, end)
 	}
+	if h.bits&kwAuthScheme != 0 && end < len(s) && s[end] == ' ' {
+		sc.authHeader(pos, end)
+	}
 	if h.bits&kwTitle != 0 && capitalised {
 		p := end
 		if p < len(s) && s[p] == '.' {
@@ -703,6 +707,31 @@ func (sc *scanner) injection(pos, end int) {
 			hit(15, "instruction-injection", 0.8)
 		case strings.HasPrefix(w, "system prompt:") || (strings.HasPrefix(w, "system:") && (pos == 0 || s[pos-1] == '\n')):
 			hit(7, "instruction-injection", 0.6)
+		}
+	}
+}
+
+// authHeader reports the credential after "Bearer" or "Basic" (as in an
+// Authorization header). JWTs are already found on their own; this catches
+// opaque tokens and base64 user:password pairs.
+func (sc *scanner) authHeader(pos, end int) {
+	s := sc.s
+	v := end + 1
+	ve := v
+	for ve < len(s) && (isAlnum(s[ve]) || strings.IndexByte("._~+/-=", s[ve]) >= 0) {
+		ve++
+	}
+	val := s[v:ve]
+	switch strings.ToLower(s[pos:end]) {
+	case "bearer":
+		if len(val) >= 20 && entropy(val) >= 3.5 && tokenLike(val) {
+			sc.out = append(sc.out, cand{start: v, end: ve, typ: Secret, rule: "authorization-bearer", score: 0.85})
+		}
+	case "basic":
+		if len(val) >= 8 {
+			if dec, err := base64.StdEncoding.DecodeString(val); err == nil && strings.IndexByte(string(dec), ':') > 0 {
+				sc.out = append(sc.out, cand{start: v, end: ve, typ: Secret, rule: "authorization-basic", score: 0.9})
+			}
 		}
 	}
 }
