@@ -238,3 +238,20 @@ func FuzzParseKey_AgreesWithTheKeyGrammar(f *testing.F) {
 		}
 	})
 }
+
+func TestBootstrap_SystemPrincipalForAnInternalService(t *testing.T) {
+	e := newEnv(t)
+	key := identity.GenerateKey("staging")
+	res, err := e.svc.Bootstrap(e.ctx, identity.BootstrapParams{PrincipalID: "svc_gateway", Roles: []string{"system"}, Key: key})
+	if err != nil || res.Principal.Roles[0] != "system" {
+		t.Fatalf("result = %+v %v", res, err)
+	}
+	d, err := e.svc.Authorize(e.ctx, &identityv1.AuthorizeRequest{PrincipalId: "svc_gateway", Action: "policy.authorize", Resource: &identityv1.Resource{Environment: "staging"}})
+	if err != nil || !d.Allowed {
+		t.Fatalf("system may not authorize: %v %v", d, err)
+	}
+	d, _ = e.svc.Authorize(e.ctx, &identityv1.AuthorizeRequest{PrincipalId: "svc_gateway", Action: "identity.principal.create"})
+	if d.Allowed {
+		t.Fatal("system principal may administer")
+	}
+}

@@ -189,6 +189,9 @@ func (s *Service) oidcPrincipal(ctx context.Context, c Claims) (*identityv1.Prin
 type BootstrapParams struct {
 	// PrincipalID of the admin; default "svc_bootstrap_admin".
 	PrincipalID string
+	// Roles of the principal when it is created; default ["admin"]. Use
+	// ["system"] for a service's internal principal (e.g. an all-in-one gateway).
+	Roles []string
 	// Environment the admin key works in; default the first environment.
 	Environment string
 	// Key, when set, is used as the admin key (BULWARK_BOOTSTRAP_ADMIN_KEY); it must
@@ -233,13 +236,17 @@ func (s *Service) Bootstrap(ctx context.Context, p BootstrapParams) (BootstrapRe
 		keyID = id
 	}
 	actor := Actor{PrincipalID: "bootstrap"}
+	roles := p.Roles
+	if len(roles) == 0 {
+		roles = []string{authz.RoleAdmin}
+	}
 	res := BootstrapResult{}
 	admin, err := s.GetPrincipal(ctx, p.PrincipalID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		admin, err = s.CreatePrincipal(ctx, actor, &identityv1.Principal{
-			Id: p.PrincipalID, Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_SERVICE, DisplayName: "Bootstrap administrator",
-			Roles: []string{authz.RoleAdmin}, Environments: []string{"*"},
+			Id: p.PrincipalID, Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_SERVICE, DisplayName: "Bootstrap principal",
+			Roles: roles, Environments: []string{"*"},
 		})
 		if err != nil && !errors.Is(err, ErrExists) {
 			return BootstrapResult{}, err
