@@ -8,7 +8,7 @@ replace (
 )
 
 require (
-	connectrpc.com/connect v1.21.1
+	connectrpc.com/connect v1.19.1
 	github.com/bulwarkhq/bulwark/gen/go v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/services/platform v0.0.0-00010101000000-000000000000
 	github.com/nyaruka/phonenumbers v1.8.1
