@@ -285,8 +285,6 @@ end
 -- command. Lines: state, expiry, input price, output price, the reply, then one
 -- tab-separated line per limit. (Plain strings: cjson costs more than all the
 -- rest of the script.)
-local out = {}
-for i = 1, #reply do out[i] = string.format('%d', reply[i]) end
-redis.call('SET', rec, 'r\n' .. exp .. '\n' .. ARGV[8] .. '\n' .. ARGV[9] .. '\n' .. table.concat(out, ',') ..
+redis.call('SET', rec, 'r\n' .. exp .. '\n' .. ARGV[8] .. '\n' .. ARGV[9] .. '\n' .. table.concat(reply, ',') ..
   '\n' .. table.concat(entries, '\n'), 'PX', ttl)
 return reply
