@@ -175,9 +175,9 @@ func (d *Detector) key(s subject, rest string) string {
 	return d.prefix + "{a:" + s.kind + ":" + esc(s.id) + "}:" + rest
 }
 
-func esc(s string) string {
-	return strings.NewReplacer("{", "%7B", "}", "%7D", ":", "%3A", "%", "%25").Replace(s)
-}
+func esc(s string) string { return keyEscaper.Replace(s) }
+
+var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
 
 // lastHour moves a subject's "last hour seen" forward and returns the old one.
 var lastHour = redis.NewScript(`

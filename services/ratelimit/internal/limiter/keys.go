@@ -27,8 +27,10 @@ const (
 // esc makes a subject value safe inside a key: no braces (hash tags), colons
 // (our separator) or bars (reservation members).
 func esc(s string) string {
-	return strings.NewReplacer("{", "%7B", "}", "%7D", ":", "%3A", "|", "%7C").Replace(url.PathEscape(s))
+	return keyEscaper.Replace(url.PathEscape(s))
 }
+
+var keyEscaper = strings.NewReplacer("{", "%7B", "}", "%7D", ":", "%3A", "|", "%7C")
 
 func (l *Limiter) tag(s Subject) string {
 	if l.partition == PartitionEnvironment {
