@@ -349,10 +349,6 @@ func diff(want, got []string) (missing, extra []string) {
 
 // --- environment variables against the code ---
 
-// runtimeEnv are variables read by the Go runtime or the Vault client library
-// rather than by a Bulwark config struct.
-var runtimeEnv = []string{"GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "VAULT_CACERT"}
-
 func TestManifestEnv_MatchesWhatServicesRead(t *testing.T) {
 	servicesDir := filepath.Join(repoRoot, "services")
 	known := map[string]map[string]EnvVar{}
@@ -380,27 +376,36 @@ func TestManifestEnv_MatchesWhatServicesRead(t *testing.T) {
 				continue
 			}
 			t.Run(o+"/"+svc, func(t *testing.T) {
-				set := ContainerEnv(d)
-				for _, c := range d.Spec.Template.Spec.Containers {
-					if len(c.EnvFrom) > 0 {
-						t.Errorf("container %s uses envFrom, which this check cannot see; set variables one by one", c.Name)
-					}
-				}
-				for _, name := range set {
-					if slices.Contains(runtimeEnv, name) {
-						continue
-					}
-					if _, ok := vars[name]; !ok {
-						t.Errorf("%s sets %s, which services/%s does not read (it reads: %s)", d.Name, name, svc, names(vars))
-					}
-				}
-				for _, v := range vars {
-					if v.Required && !slices.Contains(set, v.Name) {
-						t.Errorf("%s does not set %s, which %s requires", d.Name, v.Name, v.Field)
-					}
+				for _, err := range CheckEnv(d, vars) {
+					t.Error(err)
 				}
 			})
 		}
+	}
+}
+
+func TestCheckEnv_ReportsUnknownAndMissingSettings(t *testing.T) {
+	vars, err := ServiceEnv(filepath.Join(repoRoot, "services"), "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := deployment(t, render(t, "prod"), "audit")
+	d := *orig.DeepCopy()
+	if errs := CheckEnv(d, vars); len(errs) != 0 {
+		t.Fatalf("the real manifest: %v", errs)
+	}
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "BULWARK_AUDIT_RETENTON", Value: "9600h"})
+	if errs := CheckEnv(d, vars); len(errs) != 1 || !strings.Contains(errs[0].Error(), "BULWARK_AUDIT_RETENTON") {
+		t.Fatalf("a misspelt setting: %v", errs)
+	}
+	vars["BULWARK_AUDIT_SOMETHING_REQUIRED"] = EnvVar{Name: "BULWARK_AUDIT_SOMETHING_REQUIRED", Required: true, Field: "audit.Config.X"}
+	if errs := CheckEnv(d, vars); len(errs) != 2 {
+		t.Fatalf("a required setting left unset: %v", errs)
+	}
+	c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "x"}}}}
+	if errs := CheckEnv(d, vars); len(errs) != 3 {
+		t.Fatalf("envFrom hides variables from the check: %v", errs)
 	}
 }
 

@@ -1,7 +1,9 @@
 package manifests
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -341,4 +343,40 @@ func ContainerEnv(d appsv1.Deployment) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// RuntimeEnv are variables read by the Go runtime or the Vault client library
+// rather than by a Bulwark config struct.
+var RuntimeEnv = []string{"GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "VAULT_CACERT"}
+
+// CheckEnv returns the settings d gets wrong against vars, the variables its
+// service reads (from ServiceEnv): a variable the service does not read, a
+// required one left unset, or envFrom, which would hide variables from this check.
+func CheckEnv(d appsv1.Deployment, vars map[string]EnvVar) []error {
+	var errs []error
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if len(c.EnvFrom) > 0 {
+			errs = append(errs, fmt.Errorf("%s: container %s uses envFrom, which this check cannot see; set variables one by one", d.Name, c.Name))
+		}
+	}
+	set := ContainerEnv(d)
+	for _, name := range set {
+		if slices.Contains(RuntimeEnv, name) {
+			continue
+		}
+		if _, ok := vars[name]; !ok {
+			errs = append(errs, fmt.Errorf("%s sets %s, which services/%s does not read", d.Name, name, ServiceName(d)))
+		}
+	}
+	var required []string
+	for _, v := range vars {
+		if v.Required && !slices.Contains(set, v.Name) {
+			required = append(required, fmt.Sprintf("%s does not set %s, which %s requires", d.Name, v.Name, v.Field))
+		}
+	}
+	sort.Strings(required)
+	for _, r := range required {
+		errs = append(errs, errors.New(r))
+	}
+	return errs
 }
