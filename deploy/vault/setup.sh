@@ -41,7 +41,12 @@ transit_key=bulwark-audit-checkpoints
 
 log() { echo "vault-setup: $*"; }
 
-mounted() { "$vault" "$1" list -format=json | grep -q "\"$2/\""; }
+# mounted secrets|auth PATH: whether something is mounted at PATH/.
+mounted() {
+  local list
+  list=$("$vault" "$1" list -format=json)
+  [[ $list == *"\"$2/\""* ]]
+}
 
 if ! mounted secrets secret; then
   log "enabling KV v2 at secret/"
