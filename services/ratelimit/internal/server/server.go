@@ -141,8 +141,12 @@ func (s *Server) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.R
 }
 
 func (s *Server) announceDenial(ctx context.Context, m *ratelimitv1.ReserveRequest, resp *ratelimitv1.ReserveResponse, d limiter.Decision) {
+	at := d.Now // the clock the decision was made on (Redis's, unless one is injected)
+	if at.IsZero() {
+		at = time.Now()
+	}
 	ev := &ratelimitv1.LimitExceededEvent{
-		EventId: ulid.Make().String(), Time: timestamppb.New(time.Now()), RequestId: m.GetRequestId(),
+		EventId: ulid.Make().String(), Time: timestamppb.New(at), RequestId: m.GetRequestId(),
 		Subject: m.GetSubject(), Degraded: d.Degraded,
 	}
 	for _, st := range resp.GetStatuses() {
