@@ -14,6 +14,7 @@ import (
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
 	"github.com/bulwarkhq/bulwark/services/audit/evidence"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -82,16 +83,32 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, string, error) {
 		return nil, "", fmt.Errorf("%w: end_time before start_time", ErrInvalidArgument)
 	}
 	idx, more := l.ix.query(f, l.tree.Size())
+	// Read the page's records in parallel: each is one direct get, bound by round trips.
+	got := make([]Record, len(idx))
+	found := make([]bool, len(idx))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for n, i := range idx {
+		g.Go(func() error {
+			r, err := l.record(gctx, i)
+			if errors.Is(err, ErrNotFound) {
+				return nil // expired by retention
+			}
+			if err != nil {
+				return err
+			}
+			got[n], found[n] = r, true
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
 	recs := make([]Record, 0, len(idx))
-	for _, i := range idx {
-		r, err := l.record(ctx, i)
-		if errors.Is(err, ErrNotFound) {
-			continue // expired by retention
+	for n := range got {
+		if found[n] {
+			recs = append(recs, got[n])
 		}
-		if err != nil {
-			return nil, "", err
-		}
-		recs = append(recs, r)
 	}
 	next := ""
 	if more && len(idx) > 0 {
