@@ -126,7 +126,7 @@ var table = []Rule{
 	r(routerSvc, "ListModels", "router.model.read", false),
 	r(routerSvc, "ListProviders", "router.provider.read", false),
 	r(routerSvc, "PutProvider", "router.provider.write", true),
-	r(routerSvc, "SetProviderEnabled", "router.provider.write", true),
+	r(routerSvc, "SetProviderEnabled", "router.provider.disable", true),
 	r(routerSvc, "ListRoutes", "router.route.read", false),
 	r(routerSvc, "PutRoute", "router.route.write", true),
 }
