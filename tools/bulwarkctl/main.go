@@ -18,6 +18,10 @@ var subcommands []func() *cobra.Command
 // register adds a subcommand constructor; call it from an init function.
 func register(newCmd func() *cobra.Command) { subcommands = append(subcommands, newCmd) }
 
+// rootHooks run on the finished tree (global flags, subcommands added to
+// another file's group such as "audit query"); add them from an init function.
+var rootHooks []func(root *cobra.Command)
+
 // exitError asks main to exit with a code without printing anything more,
 // e.g. scan's "findings present" status 1.
 type exitError struct{ code int }
@@ -37,6 +41,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	for _, c := range subcommands {
 		root.AddCommand(c())
+	}
+	for _, h := range rootHooks {
+		h(root)
 	}
 	return root
 }
