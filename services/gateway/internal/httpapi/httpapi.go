@@ -128,38 +128,44 @@ func traceID(r *http.Request) string {
 	return ""
 }
 
-func (a *API) readBody(w http.ResponseWriter, r *http.Request, f family) ([]byte, bool) {
+// readBody reads the body within the size limit; a refusal is written and returned.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request, f family) ([]byte, *pipeline.Denial) {
 	id := requestID(r)
+	tooLarge := &pipeline.Denial{Kind: pipeline.KindTooLarge, Message: "request body exceeds the limit"}
 	if r.ContentLength > a.max {
-		writeError(w, f, http.StatusRequestEntityTooLarge, pipeline.KindInvalid, "request body exceeds the limit", id)
-		return nil, false
+		writeError(w, f, http.StatusRequestEntityTooLarge, pipeline.KindInvalid, tooLarge.Message, id)
+		return nil, tooLarge
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.max))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, f, http.StatusRequestEntityTooLarge, pipeline.KindInvalid, "request body exceeds the limit", id)
-		} else {
-			writeError(w, f, http.StatusBadRequest, pipeline.KindInvalid, "could not read the request body", id)
+			writeError(w, f, http.StatusRequestEntityTooLarge, pipeline.KindInvalid, tooLarge.Message, id)
+			return nil, tooLarge
 		}
-		return nil, false
+		d := &pipeline.Denial{Kind: pipeline.KindInvalid, Message: "could not read the request body"}
+		writeError(w, f, http.StatusBadRequest, pipeline.KindInvalid, d.Message, id)
+		return nil, d
 	}
-	return body, true
+	return body, nil
 }
 
 func (a *API) complete(f family, format llmjson.Format, api string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := requestID(r)
-		body, ok := a.readBody(w, r, f)
-		if !ok {
-			return
-		}
 		call := &pipeline.Call{
 			RequestID: id, API: api, Format: format, Credential: credential(r), Environment: r.Header.Get(HeaderEnvironment),
-			PromptRef: strings.TrimSpace(r.Header.Get(HeaderPrompt)), Body: body, ClientIP: clientIP(r),
+			PromptRef: strings.TrimSpace(r.Header.Get(HeaderPrompt)), ClientIP: clientIP(r),
 			UserAgent: r.UserAgent(), TraceID: traceID(r),
 		}
 		ctx := r.Context()
+		body, d := a.readBody(w, r, f)
+		if d != nil {
+			d.Reasons = []string{d.Message}
+			a.pl.Reject(ctx, call, d)
+			return
+		}
+		call.Body = body
 		p, err := a.pl.Prepare(ctx, call)
 		if err != nil {
 			a.fail(w, f, err, id)

@@ -24,6 +24,7 @@ const (
 	KindUnavailable
 	KindProvider
 	KindTimeout
+	KindTooLarge
 )
 
 // Denial is a call refused or failed by the pipeline. Message is safe to show
@@ -59,6 +60,8 @@ func (d *Denial) Status() int {
 		return http.StatusBadGateway
 	case KindTimeout:
 		return http.StatusGatewayTimeout
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError
 }
@@ -67,7 +70,7 @@ func (d *Denial) decision() auditv1.Decision {
 	switch d.Kind {
 	case KindUnauthenticated:
 		return auditv1.Decision_DECISION_DENIED_AUTH
-	case KindForbidden, KindInvalid, KindNotFound:
+	case KindForbidden, KindInvalid, KindNotFound, KindTooLarge:
 		return auditv1.Decision_DECISION_DENIED_POLICY
 	case KindRateLimited:
 		return auditv1.Decision_DECISION_DENIED_RATE_LIMIT

@@ -670,3 +670,10 @@ func (pl *Pipeline) ListModels(ctx context.Context, cred, env string) ([]*router
 	}
 	return r.GetModels(), nil
 }
+
+// Reject records a call refused at the door, before the pipeline could run
+// (e.g. a body above the size limit), so that it too has its audit record.
+func (pl *Pipeline) Reject(ctx context.Context, call *Call, d *Denial) {
+	p := &Prepared{Call: call, start: pl.now(), PromptRef: call.PromptRef, Environment: call.Environment}
+	pl.audit(ctx, p, d.decision(), d.Status(), d.reasons(), nil, nil)
+}
