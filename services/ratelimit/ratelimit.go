@@ -83,6 +83,9 @@ type Service struct {
 	Name    string
 	Path    string
 	Handler http.Handler
+	// API is the handler implementation itself: the all-in-one binary (and the
+	// gateway's in-process wiring) calls it directly, with no HTTP in between.
+	API ratelimitv1connect.RateLimitServiceHandler
 	// Limiter is the same limiter the handler uses, for in-process callers.
 	Limiter *limiter.Limiter
 	// Detector is nil when anomaly detection is off or no JetStream was given.
@@ -138,6 +141,7 @@ func New(ctx context.Context, p Params) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.API = impl
 	s.Path, s.Handler = ratelimitv1connect.NewRateLimitServiceHandler(impl, p.HandlerOptions...)
 	return s, nil
 }

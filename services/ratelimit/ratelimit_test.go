@@ -256,3 +256,20 @@ func TestHandler_ListAlertsServesAlertsFromConsumedAuditEvents(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestService_APIServesInProcessWithoutHTTP(t *testing.T) {
+	rdb, prefix := platformtest.Redis(t)
+	cfg := defaults(t)
+	cfg.KeyPrefix = prefix
+	svc, err := ratelimit.New(context.Background(), ratelimit.Params{Config: cfg, Logger: slog.New(slog.DiscardHandler), Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.API.Reserve(context.Background(), connect.NewRequest(&ratelimitv1.ReserveRequest{Subject: subject("inproc"), Limits: limits(), EstimatedInputTokens: 10}))
+	if err != nil || !res.Msg.GetAllowed() {
+		t.Fatalf("in-process reserve: %v %v", err, res)
+	}
+	if _, err := svc.API.ListAlerts(context.Background(), connect.NewRequest(&ratelimitv1.ListAlertsRequest{})); connect.CodeOf(err) != connect.CodeUnimplemented {
+		t.Fatalf("without NATS there is no detector: %v", err)
+	}
+}
