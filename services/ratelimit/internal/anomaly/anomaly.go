@@ -250,7 +250,10 @@ func (d *Detector) injectionFlagged(call *auditv1.LlmCall) bool {
 	return false
 }
 
-const hourKeep = 9 * 24 * time.Hour
+const (
+	hourKeep    = 9 * 24 * time.Hour
+	subjectKeep = 90 * 24 * time.Hour
+)
 
 func (d *Detector) observeSubject(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time) ([]*ratelimitv1.AnomalyEvent, error) {
 	hour := at.Unix() / 3600
@@ -273,6 +276,8 @@ func (d *Detector) observeSubject(ctx context.Context, s, parent subject, ev *au
 	// Count the event, in one pipelined round trip.
 	pipe := d.rdb.TxPipeline()
 	first := pipe.SetArgs(ctx, d.key(s, "first"), at.UnixMilli(), redis.SetArgs{Mode: "NX", Get: true})
+	// What a subject has used is kept while it is active; after 90 idle days it learns anew.
+	pipe.Expire(ctx, d.key(s, "first"), subjectKeep)
 	hk := d.key(s, "h:"+hs)
 	req := pipe.HIncrBy(ctx, hk, "requests", 1)
 	tok := pipe.HIncrBy(ctx, hk, "tokens", tokens)
@@ -286,10 +291,12 @@ func (d *Detector) observeSubject(ctx context.Context, s, parent subject, ev *au
 		pipe.SAdd(ctx, mk, model)
 		pipe.Expire(ctx, mk, hourKeep)
 		newModel = pipe.SAdd(ctx, d.key(s, "models"), model)
+		pipe.Expire(ctx, d.key(s, "models"), subjectKeep)
 	}
 	models := pipe.SCard(ctx, mk)
 	if call.GetProvider() != "" {
 		newProvider = pipe.SAdd(ctx, d.key(s, "providers"), call.GetProvider())
+		pipe.Expire(ctx, d.key(s, "providers"), subjectKeep)
 	}
 	var denBurst, injBurst *redis.IntCmd
 	if denied == 1 {
@@ -495,7 +502,7 @@ func (d *Detector) fold(ctx context.Context, s subject, from, to int64) error {
 	}
 	pipe = d.rdb.Pipeline()
 	pipe.HSet(ctx, bk, out)
-	pipe.Expire(ctx, bk, 60*24*time.Hour)
+	pipe.Expire(ctx, bk, subjectKeep)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("write baselines: %w", err)
 	}
