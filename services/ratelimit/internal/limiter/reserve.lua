@@ -97,18 +97,18 @@ end
 -- (for the given window, when calendar based) and, unless peeking, removes them.
 -- Concurrency sets return the count of expired slots instead.
 local function expired(zkey, kind, win)
+  if kind == 4 then
+    if peek then return redis.call('ZCOUNT', zkey, '-inf', now) end
+    return redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+  end
   local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, 512)
   if #gone == 0 then return 0 end
   local give = 0
   for _, m in ipairs(gone) do
-    if kind == 4 then
-      give = give + 1
-    else
-      local w, a = string.match(m, '|(%-?%d+)|(%d+)$')
-      if w and tonumber(w) == win then give = give + tonumber(a) end
-    end
-    if not peek then redis.call('ZREM', zkey, m) end
+    local w, a = string.match(m, '|(%-?%d+)|(%d+)$')
+    if w and tonumber(w) == win then give = give + tonumber(a) end
   end
+  if not peek then redis.call('ZREM', zkey, unpack(gone)) end
   return give
 end
 
@@ -208,7 +208,9 @@ for i = 1, n do
     p.period = period
     p.wend = wend
   elseif kind == 4 then
-    local count = redis.call('ZCARD', zkey) - expired(zkey, 4, 0)
+    local gone = expired(zkey, 4, 0)
+    local count = redis.call('ZCARD', zkey)
+    if peek then count = count - gone end
     if peek then
       remaining = limit - count
     elseif count + 1 > limit then
