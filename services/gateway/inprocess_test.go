@@ -97,7 +97,7 @@ func TestInProcess_StreamThroughInProcessRouterClientRestoresPII(t *testing.T) {
 	ip := newInProcess(t)
 	c := openai.NewClient(option.WithBaseURL(ip.url+"/v1"), option.WithAPIKey(keyApp), option.WithMaxRetries(0))
 	st := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(piiText)},
+		Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage(piiText)},
 		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}})
 	var acc openai.ChatCompletionAccumulator
 	for st.Next() {

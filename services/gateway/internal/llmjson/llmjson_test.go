@@ -264,3 +264,29 @@ func FuzzStreamRestorer(f *testing.F) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+// FuzzParseRewrite feeds hostile bodies: Parse must not panic, and a rewrite
+// that replaces every text must produce valid JSON.
+func FuzzParseRewrite(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), "x")
+	f.Add([]byte(`{"model":"m","max_tokens":3,"system":[{"type":"text","text":"s"}],"messages":[{"role":"user","content":[{"type":"tool_use","input":{"a":["b"]}}]}]}`), "⟨X_1⟩")
+	f.Fuzz(func(t *testing.T, body []byte, repl string) {
+		for _, format := range []Format{OpenAIChat, AnthropicMessages, OpenAIEmbeddings} {
+			r, err := Parse(format, body)
+			if err != nil {
+				continue
+			}
+			red := map[string]string{}
+			for _, s := range r.Segments() {
+				red[s.ID] = repl
+			}
+			out, err := r.Rewrite(red, "sys")
+			if err != nil {
+				continue
+			}
+			if !json.Valid(out) {
+				t.Fatalf("rewrite produced invalid JSON: %s", out)
+			}
+		}
+	})
+}
