@@ -1,0 +1,61 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
+)
+
+func TestQueue_PublishesWithMsgIDAndDeduplicates(t *testing.T) {
+	_, js := platformtest.NATS(t)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"bulwark.ratelimit.v1.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := NewQueue(NewPublisher(js), nil, 16, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { q.Run(runCtx); close(done) }()
+	for range 3 { // a retried event keeps its id: the stream stores it once
+		_ = q.Publish(ctx, LimitExceededSubject, "same-id", []byte("x"))
+	}
+	_ = q.Publish(ctx, LimitExceededSubject, "other-id", []byte("y"))
+	cancel()
+	<-done // Run flushes what is queued before it returns
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages; want 2", info.State.Msgs)
+	}
+}
+
+type failing struct{}
+
+func (failing) Publish(context.Context, string, string, []byte) error { return errors.New("down") }
+
+func TestQueue_DropsAndCountsWhenFullAndNeverBlocks(t *testing.T) {
+	q := NewQueue(failing{}, nil, 2, nil)
+	// Nobody drains the queue yet: a blocking Publish would hang here.
+	for range 5 {
+		if err := q.Publish(context.Background(), LimitExceededSubject, "id", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(q.dropped); got != 3 {
+		t.Fatalf("dropped %v; want 3", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q.Run(ctx)
+	if got := testutil.ToFloat64(q.failed); got != 2 {
+		t.Fatalf("failed %v; want 2", got)
+	}
+}
