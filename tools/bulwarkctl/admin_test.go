@@ -239,3 +239,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestCompletion_BashScriptCompletesSubcommandsAndFlagValues(t *testing.T) {
+	var outB, errB strings.Builder
+	if code := run([]string{"completion", "bash"}, strings.NewReader(""), &outB, &errB); code != 0 || !strings.Contains(outB.String(), "__start_bulwarkctl") {
+		t.Fatalf("completion bash: exit %d: %s", code, errB.String())
+	}
+	outB.Reset()
+	if code := run([]string{"__complete", "audit", "query", "--decision", "denied_"}, strings.NewReader(""), &outB, &errB); code != 0 {
+		t.Fatalf("__complete: exit %d: %s", code, errB.String())
+	}
+	for _, want := range []string{"denied_policy", "denied_rate_limit", "allowed"} {
+		if !strings.Contains(outB.String(), want) {
+			t.Fatalf("--decision completions lack %s:\n%s", want, outB.String())
+		}
+	}
+	outB.Reset()
+	if code := run([]string{"__complete", "provider", ""}, strings.NewReader(""), &outB, &errB); code != 0 ||
+		!strings.Contains(outB.String(), "disable") || !strings.Contains(outB.String(), "enable") {
+		t.Fatalf("provider subcommand completions: %s", outB.String())
+	}
+}
