@@ -150,3 +150,86 @@ func BenchmarkStreamTTFB_Router(b *testing.B) {
 	}
 	b.ReportMetric(float64(ttfb.Nanoseconds())/float64(b.N), "ttfb-ns/op")
 }
+
+// replay is an Upstream that answers with bytes recorded from the simulator, so the
+// Overhead benchmarks time the router's own work (selection, key, breaker, body
+// splice, usage extraction, relay) without the network and the simulator's CPU.
+type replay struct {
+	status int
+	body   []byte
+	sink   int64
+}
+
+func (r *replay) Do(_ context.Context, req *routing.UpstreamRequest) (*routing.UpstreamResponse, error) {
+	for _, p := range req.Body { // the transport would read every byte once
+		r.sink += int64(len(p))
+	}
+	return &routing.UpstreamResponse{Status: r.status, Body: io.NopCloser(bytes.NewReader(r.body))}, nil
+}
+
+func recorded(b *testing.B, body []byte) []byte {
+	e := newBench(b)
+	res := e.direct(b, body)
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+func newReplayRouter(b *testing.B, answer []byte) *routing.Router {
+	cat, err := catalog.New(catalog.Params{Snapshot: catalog.Snapshot{
+		Providers: []catalog.Provider{{Name: "oa", Kind: catalog.KindOpenAI, BaseURL: "http://unused/v1", Enabled: true,
+			Vendor: catalog.Vendor{SOC2ReportExpiry: time.Now().AddDate(1, 0, 0)}}},
+		Routes: []catalog.Route{{Alias: "gpt-4o", Deployments: []catalog.Deployment{{Name: "d", Provider: "oa", Model: "gpt-4o"}}}},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := routing.New(routing.Params{Catalog: cat, Keys: &staticKeys{m: map[string]string{"dev/oa/api_key": "k"}},
+		Upstream: &replay{status: 200, body: answer}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func benchOverhead(b *testing.B, body []byte) {
+	r := newReplayRouter(b, recorded(b, body))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := r.Complete(ctx, routing.Call{Environment: "dev", Format: routing.FormatOpenAIChat, Body: body})
+		if err != nil || res.Usage.Output == 0 {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOverhead_Complete(b *testing.B)      { benchOverhead(b, smallBody) }
+func BenchmarkOverhead_Complete_1MiB(b *testing.B) { benchOverhead(b, largeBody()) }
+
+func BenchmarkOverhead_StreamTTFB(b *testing.B) {
+	r := newReplayRouter(b, recorded(b, streamBody))
+	ctx := context.Background()
+	var ttfb time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		first := true
+		_, err := r.Stream(ctx, routing.Call{Environment: "dev", Format: routing.FormatOpenAIChat, Body: streamBody}, func(ev routing.StreamEvent) error {
+			if first {
+				ttfb += time.Since(start)
+				first = false
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(ttfb.Nanoseconds())/float64(b.N), "ttfb-ns/op")
+}

@@ -60,14 +60,22 @@ func objectStart(body []byte) (int, bool) {
 }
 
 // setField makes a top-level field hold raw JSON: replaced in place when present,
-// inserted after the opening brace otherwise.
-func setField(body []byte, name string, raw []byte, edits []edit) []edit {
-	r := gjson.GetBytes(body, name)
+// inserted after the opening brace otherwise. Insertions at the same offset keep
+// their order, so in an empty object every insertion after the first leads with a comma.
+func setField(body []byte, r gjson.Result, name string, raw []byte, edits []edit) []edit {
 	if r.Exists() && r.Index > 0 {
 		return append(edits, edit{start: r.Index, end: r.Index + len(r.Raw), repl: raw})
 	}
 	at, empty := objectStart(body)
 	ins := make([]byte, 0, len(name)+len(raw)+4)
+	if empty {
+		for _, e := range edits {
+			if e.start == at && e.end == at {
+				ins = append(ins, ',')
+				break
+			}
+		}
+	}
 	ins = strconv.AppendQuote(ins, name)
 	ins = append(ins, ':')
 	ins = append(ins, raw...)
@@ -80,21 +88,21 @@ func setField(body []byte, name string, raw []byte, edits []edit) []edit {
 // requestEdits are the changes a same-format body needs: the deployment's model, and
 // for streams "stream": true plus (OpenAI) usage in the stream. It reports whether
 // usage was asked for by the caller (so the router knows whether to relay the usage chunk).
-func requestEdits(body []byte, model string, stream, openAI bool) (edits []edit, callerUsage bool) {
-	if m := gjson.GetBytes(body, "model"); m.Type != gjson.String || m.Str != model {
+func requestEdits(body []byte, top topLevel, model string, stream, openAI bool) (edits []edit, callerUsage bool) {
+	if m := top.model; m.Type != gjson.String || m.Str != model {
 		q, _ := json.Marshal(model)
-		edits = setField(body, "model", q, edits)
+		edits = setField(body, m, "model", q, edits)
 	}
 	if !stream {
 		return edits, false
 	}
-	if s := gjson.GetBytes(body, "stream"); s.Type != gjson.True {
-		edits = setField(body, "stream", []byte("true"), edits)
+	if s := top.stream; s.Type != gjson.True {
+		edits = setField(body, s, "stream", []byte("true"), edits)
 	}
 	if !openAI {
 		return edits, false
 	}
-	so := gjson.GetBytes(body, "stream_options")
+	so := top.streamOptions
 	if so.Get("include_usage").Type == gjson.True {
 		return edits, true
 	}
@@ -104,5 +112,46 @@ func requestEdits(body []byte, model string, stream, openAI bool) (edits []edit,
 	}
 	opts["include_usage"] = true
 	raw, _ := json.Marshal(opts)
-	return setField(body, "stream_options", raw, edits), false
+	return setField(body, so, "stream_options", raw, edits), false
+}
+
+// topLevel holds the few top-level fields the router reads, with their offsets.
+type topLevel struct {
+	model, stream, streamOptions gjson.Result
+}
+
+// scanTop reads the body's top-level fields in one pass without decoding the rest
+// (messages are skipped, not parsed). It reports false when the body is not an object.
+func scanTop(body []byte) (topLevel, bool) {
+	var t topLevel
+	r := gjson.ParseBytes(body)
+	if !r.IsObject() || !endsObject(body) {
+		return t, false
+	}
+	r.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			t.model = v
+		case "stream":
+			t.stream = v
+		case "stream_options":
+			t.streamOptions = v
+		}
+		return true
+	})
+	return t, true
+}
+
+// endsObject is a cheap truncation check: the last non-space byte closes the object.
+func endsObject(body []byte) bool {
+	for i := len(body) - 1; i >= 0; i-- {
+		switch body[i] {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '}':
+			return i > 0
+		}
+		return false
+	}
+	return false
 }

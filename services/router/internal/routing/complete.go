@@ -80,11 +80,11 @@ func errorBodyFor(callerF, providerF Format, status int, body []byte) []byte {
 
 // Complete sends a non-streamed call.
 func (r *Router) Complete(ctx context.Context, call Call) (*Result, error) {
-	alias, err := validate(&call)
+	alias, top, err := validate(&call)
 	if err != nil {
 		return nil, err
 	}
-	if gjson.GetBytes(call.Body, "stream").Bool() {
+	if top.stream.Bool() {
 		return nil, fmt.Errorf("body asks for a stream; use StreamComplete: %w", ErrInvalid)
 	}
 	route, cands, err := r.candidates(&call, alias, OpChat)
@@ -101,7 +101,7 @@ func (r *Router) Complete(ctx context.Context, call Call) (*Result, error) {
 	var res *Result
 	var spent time.Duration
 	attempts, last, err := r.loop(ctx, &call, route, cands, func(ctx context.Context, c candidate, key keys.Key) error {
-		prep, err := r.prepare(&call, c, false)
+		prep, err := r.prepare(&call, top, c, false)
 		if err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func (r *Router) Complete(ctx context.Context, call Call) (*Result, error) {
 // Stream sends a streamed call, calling emit for each event in the caller's format.
 // Retries and fallbacks happen only until the first event has been emitted.
 func (r *Router) Stream(ctx context.Context, call Call, emit func(StreamEvent) error) (*StreamSummary, error) {
-	alias, err := validate(&call)
+	alias, top, err := validate(&call)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (r *Router) Stream(ctx context.Context, call Call, emit func(StreamEvent) e
 	sum := &StreamSummary{}
 	var final *StreamSummary
 	attempts, last, err := r.loop(ctx, &call, route, cands, func(ctx context.Context, c candidate, key keys.Key) error {
-		prep, err := r.prepare(&call, c, true)
+		prep, err := r.prepare(&call, top, c, true)
 		if err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ type EmbedCall struct {
 func (r *Router) Embed(ctx context.Context, ec EmbedCall) (*Result, error) {
 	call := Call{RequestID: ec.RequestID, Environment: ec.Environment, Format: FormatOpenAIChat, Body: ec.Body,
 		DataClasses: ec.DataClasses, AllowedProviders: ec.AllowedProviders}
-	alias, err := validate(&call)
+	alias, top, err := validate(&call)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +398,7 @@ func (r *Router) Embed(ctx context.Context, ec EmbedCall) (*Result, error) {
 	defer cancel()
 	var res *Result
 	attempts, last, err := r.loop(ctx, &call, route, cands, func(ctx context.Context, c candidate, key keys.Key) error {
-		edits, _ := requestEdits(call.Body, c.d.Model, false, true)
+		edits, _ := requestEdits(call.Body, top, c.d.Model, false, true)
 		req := &UpstreamRequest{Provider: c.p, Op: OpEmbeddings, Model: c.d.Model, Key: key, Body: patch(call.Body, edits), RequestID: call.RequestID}
 		up, _, stop, err := r.send(ctx, req, total)
 		if err != nil {

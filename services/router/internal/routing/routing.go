@@ -407,10 +407,10 @@ type prepared struct {
 	injectedOnly bool // router added include_usage: drop the usage-only chunk
 }
 
-func (r *Router) prepare(call *Call, c candidate, stream bool) (prepared, error) {
+func (r *Router) prepare(call *Call, top topLevel, c candidate, stream bool) (prepared, error) {
 	pf := providerFormat(c.p.Kind)
 	if pf == call.Format {
-		edits, callerUsage := requestEdits(call.Body, c.d.Model, stream, pf == FormatOpenAIChat)
+		edits, callerUsage := requestEdits(call.Body, top, c.d.Model, stream, pf == FormatOpenAIChat)
 		return prepared{parts: patch(call.Body, edits), callerUsage: callerUsage, injectedOnly: stream && pf == FormatOpenAIChat && !callerUsage}, nil
 	}
 	switch call.Format {
@@ -419,8 +419,8 @@ func (r *Router) prepare(call *Call, c candidate, stream bool) (prepared, error)
 		if err != nil {
 			return prepared{}, fmt.Errorf("translate request: %w", ErrInvalid)
 		}
-		if stream && !gjson.GetBytes(b, "stream").Bool() {
-			edits := setField(b, "stream", []byte("true"), nil)
+		if bt, _ := scanTop(b); stream && !bt.stream.Bool() {
+			edits := setField(b, bt.stream, "stream", []byte("true"), nil)
 			return prepared{parts: patch(b, edits), translated: true, callerUsage: inc}, nil
 		}
 		return prepared{parts: [][]byte{b}, translated: true, callerUsage: inc}, nil
@@ -430,29 +430,32 @@ func (r *Router) prepare(call *Call, c candidate, stream bool) (prepared, error)
 			return prepared{}, fmt.Errorf("translate request: %w", ErrInvalid)
 		}
 		if stream {
-			edits, _ := requestEdits(b, c.d.Model, true, true)
+			bt, _ := scanTop(b)
+			edits, _ := requestEdits(b, bt, c.d.Model, true, true)
 			return prepared{parts: patch(b, edits), translated: true}, nil
 		}
 		return prepared{parts: [][]byte{b}, translated: true}, nil
 	}
 }
 
-// validate checks the body once: valid JSON with a string model.
-func validate(call *Call) (string, error) {
+// validate reads the body's top level once: a JSON object with a string model. The
+// rest of the body is not validated here (the provider does that, and cross-format
+// calls decode it fully); scanning it once keeps large bodies cheap.
+func validate(call *Call) (string, topLevel, error) {
 	if call.Format != FormatOpenAIChat && call.Format != FormatAnthropicMessages {
-		return "", fmt.Errorf("format: %w", ErrInvalid)
+		return "", topLevel{}, fmt.Errorf("format: %w", ErrInvalid)
 	}
-	if !gjson.ValidBytes(call.Body) {
-		return "", fmt.Errorf("body is not valid JSON: %w", ErrInvalid)
+	top, ok := scanTop(call.Body)
+	if !ok {
+		return "", top, fmt.Errorf("body is not valid JSON: %w", ErrInvalid)
 	}
-	m := gjson.GetBytes(call.Body, "model")
-	if m.Type != gjson.String || m.Str == "" {
-		return "", fmt.Errorf("body has no model: %w", ErrInvalid)
+	if m := top.model; m.Type != gjson.String || m.Str == "" {
+		return "", top, fmt.Errorf("body has no model: %w", ErrInvalid)
 	}
 	if call.Environment == "" {
-		return "", fmt.Errorf("environment: %w", ErrInvalid)
+		return "", top, fmt.Errorf("environment: %w", ErrInvalid)
 	}
-	return m.Str, nil
+	return top.model.Str, top, nil
 }
 
 func timeouts(call *Call, route catalog.Route) (firstByte, total time.Duration) {
