@@ -6,6 +6,7 @@ replace (
 	github.com/bulwarkhq/bulwark/gen/go => ../../gen/go
 	github.com/bulwarkhq/bulwark/services/audit => ../audit
 	github.com/bulwarkhq/bulwark/services/platform => ../platform
+	github.com/bulwarkhq/bulwark/services/ratelimit => ../ratelimit
 	github.com/bulwarkhq/bulwark/services/redaction => ../redaction
 	github.com/bulwarkhq/bulwark/tools/provsim => ../../tools/provsim
 )
@@ -16,13 +17,13 @@ require (
 	github.com/bulwarkhq/bulwark/gen/go v0.0.0
 	github.com/bulwarkhq/bulwark/services/audit v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/services/platform v0.0.0
+	github.com/bulwarkhq/bulwark/services/ratelimit v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/services/redaction v0.0.0
 	github.com/bulwarkhq/bulwark/tools/provsim v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.56.0
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/openai/openai-go/v3 v3.102.0
-	github.com/redis/go-redis/v9 v9.23.0
 	golang.org/x/sync v0.25.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -68,6 +69,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/ryanuber/go-glob v1.0.0 // indirect
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
 	github.com/tidwall/gjson v1.20.0 // indirect

@@ -1,12 +1,12 @@
 package gateway_test
 
-// Test services. Identity, ratelimit and router had no public package to mount
-// in-process when these tests were written, so the tests serve small
-// implementations of their generated Connect handlers (identity: a key and
-// policy table; ratelimit: fixed windows in the real Redis; router: a relay to
-// the real provider simulator) over real HTTP/2 servers and reach them through
-// the generated clients, as the gateway does in split mode. Redaction, the
-// audit service, NATS, Redis, Vault and the simulator are the real ones.
+// Test services. Identity and router had no public package to mount when these
+// tests were written, so the tests serve small implementations of their
+// generated Connect handlers (identity: a key and policy table; router: a relay
+// to the real provider simulator) over real HTTP/2 servers and reach them
+// through the generated clients, as the gateway does in split mode. Redaction,
+// ratelimit, the audit service, NATS, Redis, Vault and the simulator are the
+// real ones.
 
 import (
 	"bufio"
@@ -24,13 +24,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	identityv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
 	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
-	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
 	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 )
@@ -126,68 +124,13 @@ func (s *testIdentity) Authorize(_ context.Context, req *connect.Request[identit
 	}
 	if k.limit > 0 {
 		ob.Limits = append(ob.Limits, &ratelimitv1.LimitSpec{Name: "requests-per-minute", Kind: ratelimitv1.LimitKind_LIMIT_KIND_REQUESTS,
-			Dimensions: []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_PRINCIPAL}, Limit: k.limit, Period: durationpb.New(time.Minute)})
+			Dimensions: []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_PRINCIPAL}, Limit: k.limit, Burst: k.limit, Period: durationpb.New(time.Minute)})
 	}
 	if k.budget > 0 {
 		ob.Limits = append(ob.Limits, &ratelimitv1.LimitSpec{Name: "daily-token-budget", Kind: ratelimitv1.LimitKind_LIMIT_KIND_TOKENS,
 			Dimensions: []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_PRINCIPAL}, Limit: k.budget, Period: durationpb.New(24 * time.Hour)})
 	}
 	return connect.NewResponse(&identityv1.AuthorizeResponse{Allowed: true, Reasons: []string{"test policy allows"}, PolicyVersion: version, Obligations: ob}), nil
-}
-
-// testLimiter keeps fixed windows in the real Redis: requests counted per
-// request, tokens per reservation (estimated input plus max output).
-type testLimiter struct {
-	ratelimitv1connect.UnimplementedRateLimitServiceHandler
-	rdb     *redis.Client
-	prefix  string
-	mu      sync.Mutex
-	settled map[string]*ratelimitv1.SettleRequest
-}
-
-func (l *testLimiter) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.ReserveRequest]) (*connect.Response[ratelimitv1.ReserveResponse], error) {
-	m := req.Msg
-	out := &ratelimitv1.ReserveResponse{Allowed: true, ReservationId: m.GetRequestId()}
-	for _, spec := range m.GetLimits() {
-		amount := int64(1)
-		if spec.GetKind() == ratelimitv1.LimitKind_LIMIT_KIND_TOKENS {
-			amount = m.GetEstimatedInputTokens() + m.GetMaxOutputTokens()
-		}
-		key := l.prefix + spec.GetName() + ":" + m.GetSubject().GetPrincipalId()
-		n, err := l.rdb.IncrBy(ctx, key, amount).Result()
-		if err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, errors.New("store unreachable"))
-		}
-		period := spec.GetPeriod().AsDuration()
-		if n == amount {
-			l.rdb.Expire(ctx, key, period)
-		}
-		ttl, _ := l.rdb.PTTL(ctx, key).Result()
-		st := &ratelimitv1.LimitStatus{Name: spec.GetName(), Kind: spec.GetKind(), Limit: spec.GetLimit(), Remaining: spec.GetLimit() - n,
-			ResetAfter: durationpb.New(ttl)}
-		if n > spec.GetLimit() {
-			l.rdb.DecrBy(ctx, key, amount)
-			st.Remaining = spec.GetLimit() - n + amount
-			st.RetryAfter = durationpb.New(ttl)
-			out.Allowed, out.DeniedBy, out.RetryAfter, out.ReservationId = false, spec.GetName(), durationpb.New(ttl), ""
-		}
-		out.Statuses = append(out.Statuses, st)
-		if !out.Allowed {
-			break
-		}
-	}
-	return connect.NewResponse(out), nil
-}
-
-func (l *testLimiter) Settle(_ context.Context, req *connect.Request[ratelimitv1.SettleRequest]) (*connect.Response[ratelimitv1.SettleResponse], error) {
-	l.mu.Lock()
-	l.settled[req.Msg.GetReservationId()] = req.Msg
-	l.mu.Unlock()
-	return connect.NewResponse(&ratelimitv1.SettleResponse{Settled: true, CostMicros: 10 * (req.Msg.GetInputTokens() + req.Msg.GetOutputTokens())}), nil
-}
-
-func (l *testLimiter) Release(context.Context, *connect.Request[ratelimitv1.ReleaseRequest]) (*connect.Response[ratelimitv1.ReleaseResponse], error) {
-	return connect.NewResponse(&ratelimitv1.ReleaseResponse{Released: true}), nil
 }
 
 // testRouter relays calls to the provider simulator in the call's own format.

@@ -16,11 +16,11 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
 	"github.com/bulwarkhq/bulwark/services/gateway"
 	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/ratelimit"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 	"github.com/bulwarkhq/bulwark/services/redaction/engine"
 	"github.com/bulwarkhq/bulwark/tools/provsim/sim"
@@ -52,7 +52,15 @@ func newInProcess(tb testing.TB) *inProcess {
 	simSrv := httptest.NewServer(s)
 	tb.Cleanup(simSrv.Close)
 	id := &testIdentity{version: "1", prompts: map[string]string{}, keys: map[string]testKey{keyApp: {principal: "svc-app", team: "team-a", env: "dev", limit: 1 << 40}}}
-	lim := &testLimiter{rdb: rdb, prefix: prefix, settled: map[string]*ratelimitv1.SettleRequest{}}
+	var lcfg ratelimit.Config
+	if err := platform.LoadConfig("BULWARK_GATEWAY_TEST_RATELIMIT_", &lcfg); err != nil {
+		tb.Fatal(err)
+	}
+	lcfg.KeyPrefix = prefix
+	rl, err := ratelimit.New(ctx, ratelimit.Params{Config: lcfg, Logger: log, Redis: rdb})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	router := &testRouter{simURL: simSrv.URL, models: []string{"gpt-4o"}, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	_, routerHTTP := routerv1connect.NewRouterServiceHandler(router)
 	eng, err := engine.New(engine.Params{HashKey: []byte("0123456789abcdef0123456789abcdef")})
@@ -72,7 +80,7 @@ func newInProcess(tb testing.TB) *inProcess {
 	cfg.SpoolDir = tb.TempDir()
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
-		Authenticator: id, Authorizer: id, Limiter: lim, Redactor: gateway.EngineRedactor(eng), Router: router,
+		Authenticator: id, Authorizer: id, Limiter: rl.API, Redactor: gateway.EngineRedactor(eng), Router: router,
 		Streamer: gateway.StreamerFromClient(routerv1connect.NewRouterServiceClient(gateway.InProcessClient(routerHTTP), "http://router")),
 		Hasher:   hasher, NATS: nc, JS: js,
 	})
