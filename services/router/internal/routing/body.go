@@ -3,6 +3,7 @@ package routing
 import (
 	"encoding/json"
 	"strconv"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -124,7 +125,12 @@ type topLevel struct {
 // (messages are skipped, not parsed). It reports false when the body is not an object.
 func scanTop(body []byte) (topLevel, bool) {
 	var t topLevel
-	r := gjson.ParseBytes(body)
+	if len(body) == 0 {
+		return t, false
+	}
+	// Parse a string view of the body: gjson.ParseBytes would copy it whole. The
+	// body is not modified while the call runs; values kept beyond it are cloned.
+	r := gjson.Parse(unsafe.String(&body[0], len(body)))
 	if !r.IsObject() || !endsObject(body) {
 		return t, false
 	}

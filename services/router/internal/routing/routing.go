@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -455,7 +456,7 @@ func validate(call *Call) (string, topLevel, error) {
 	if call.Environment == "" {
 		return "", top, fmt.Errorf("environment: %w", ErrInvalid)
 	}
-	return top.model.Str, top, nil
+	return strings.Clone(top.model.Str), top, nil
 }
 
 func timeouts(call *Call, route catalog.Route) (firstByte, total time.Duration) {
