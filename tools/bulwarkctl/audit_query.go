@@ -21,6 +21,11 @@ func init() {
 			if c.Name() == "audit" {
 				c.AddCommand(auditQueryCmd())
 				c.Short = "Query the audit log; export and verify evidence bundles"
+				for _, sub := range c.Commands() {
+					if sub.Name() == "export" {
+						useGlobalConnection(root, sub)
+					}
+				}
 				return
 			}
 		}
@@ -259,3 +264,36 @@ func sortByCount(vals []string, c map[string]int) {
 }
 
 
+
+// useGlobalConnection lets "audit export" (which has its own --url and
+// --token) follow the global connection settings when its own are not given:
+// --audit-url, else BULWARK_AUDIT_URL, else the base --url; --key or
+// BULWARK_KEY when neither --token nor BULWARK_TOKEN is set.
+func useGlobalConnection(root, export *cobra.Command) {
+	prev := export.PreRunE
+	export.PreRunE = func(cmd *cobra.Command, args []string) error {
+		f := cmd.Flags()
+		if u := f.Lookup("url"); u != nil && !u.Changed && os.Getenv("BULWARK_AUDIT_URL") == "" {
+			url := flagString(cmd, flagAuditURL)
+			if url == "" {
+				url, _ = root.PersistentFlags().GetString(flagURL)
+			}
+			if err := u.Value.Set(url); err != nil {
+				return err
+			}
+		}
+		if tk := f.Lookup("token"); tk != nil && !tk.Changed && os.Getenv("BULWARK_TOKEN") == "" {
+			key := flagString(cmd, flagKey)
+			if key == "" {
+				key = os.Getenv("BULWARK_KEY")
+			}
+			if err := tk.Value.Set(key); err != nil {
+				return err
+			}
+		}
+		if prev != nil {
+			return prev(cmd, args)
+		}
+		return nil
+	}
+}

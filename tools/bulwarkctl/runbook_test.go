@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -276,6 +277,14 @@ func TestAuditQuery_FindsTheBlastRadiusByProviderKeyDecisionAndRequest(t *testin
 	decode(t, s.ok(t, "audit", "query", "--key-id", keyID, "--summary", "--json"), &sum)
 	if sum.Records != 4 || sum.Provider["openai"] != 3 || sum.Decision["allowed"] != 3 {
 		t.Fatalf("summary --json: %+v", sum)
+	}
+	// audit export follows the global --url and --key; its bundle verifies offline.
+	bundle := filepath.Join(t.TempDir(), "evidence.tar.gz")
+	if o := s.ok(t, "audit", "export", "-q", "-o", bundle); !strings.Contains(o, "wrote "+bundle) {
+		t.Fatalf("export: %s", o)
+	}
+	if o := s.ok(t, "audit", "verify", bundle); !strings.Contains(o, " VALID\n") {
+		t.Fatalf("verify: %s", o)
 	}
 	if _, e, code := s.ctl(t, s.AdminKey, "", "audit", "query", "--decision", "maybe"); code != 2 || !strings.Contains(e, "denied_policy") {
 		t.Fatalf("bad decision: exit %d: %s", code, e)
