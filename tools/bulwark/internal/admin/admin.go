@@ -5,6 +5,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -31,8 +32,13 @@ func req[T any](c *Client, m *T) *connect.Request[T] {
 	return r
 }
 
-// Principal creates a service principal with roles in team, working in env, and returns an API key for it.
+// Principal creates a principal with roles in team, working in env, and returns
+// an API key for it. Ids starting "usr_" are people; others are services.
 func (c *Client) Principal(ctx context.Context, id, team, env string, roles ...string) (string, error) {
+	kind := identityv1.PrincipalKind_PRINCIPAL_KIND_SERVICE
+	if strings.HasPrefix(id, "usr_") {
+		kind = identityv1.PrincipalKind_PRINCIPAL_KIND_PERSON
+	}
 	if team != "" {
 		if _, err := c.ID.CreatePrincipal(ctx, req(c, &identityv1.CreatePrincipalRequest{Principal: &identityv1.Principal{
 			Id: team, Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_TEAM, DisplayName: team,
@@ -41,7 +47,7 @@ func (c *Client) Principal(ctx context.Context, id, team, env string, roles ...s
 		}
 	}
 	if _, err := c.ID.CreatePrincipal(ctx, req(c, &identityv1.CreatePrincipalRequest{Principal: &identityv1.Principal{
-		Id: id, Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_SERVICE, DisplayName: id, TeamId: team, Roles: roles, Environments: []string{env},
+		Id: id, Kind: kind, DisplayName: id, TeamId: team, Roles: roles, Environments: []string{env},
 	}})); err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
 		return "", fmt.Errorf("create principal %s: %w", id, err)
 	}

@@ -26,7 +26,6 @@ import (
 
 	identityv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
-	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
@@ -277,7 +276,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		Config: gc, Logger: log.With("service", "gateway"),
 		Authenticator:  idClient,
 		Authorizer:     policyClient,
-		Limiter:        ratelimitv1connect.NewRateLimitServiceClient(gateway.InProcessClient(rl.Handler), "http://ratelimit.in-process", withKey),
+		Limiter:        rl.API,
 		Redactor:       gateway.EngineRedactor(red.Engine),
 		Router:         routerClient,
 		Streamer:       gateway.StreamerFromClient(routerClient),

@@ -51,8 +51,27 @@ func req[T any](c *Client, m *T) *connect.Request[T] {
 	return r
 }
 
-// Records returns every audit record of requestID.
+// SubjectLLMCall is where the gateway records calls; a refused call can also
+// have records on other subjects (ratelimit's limit_exceeded alert).
+const SubjectLLMCall = "bulwark.audit.v1.llm_call"
+
+// Records returns the llm_call records of requestID.
 func (c *Client) Records(ctx context.Context, requestID string) ([]*auditv1.Record, error) {
+	all, err := c.AllRecords(ctx, requestID)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, r := range all {
+		if r.GetSubject() == SubjectLLMCall {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// AllRecords returns every audit record that names requestID, on any subject.
+func (c *Client) AllRecords(ctx context.Context, requestID string) ([]*auditv1.Record, error) {
 	var out []*auditv1.Record
 	token := ""
 	for {
@@ -68,7 +87,7 @@ func (c *Client) Records(ctx context.Context, requestID string) ([]*auditv1.Reco
 	}
 }
 
-// WaitRecords polls until requestID has at least want records, or ctx ends.
+// WaitRecords polls until requestID has at least want llm_call records, or ctx ends.
 // It returns what it found last.
 func (c *Client) WaitRecords(ctx context.Context, requestID string, want int) ([]*auditv1.Record, error) {
 	for {
