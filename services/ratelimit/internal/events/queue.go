@@ -54,19 +54,21 @@ func (q *Queue) Publish(_ context.Context, subject, msgID string, data []byte) e
 	return nil
 }
 
-// Run publishes queued events until ctx is done, then flushes what is queued.
+// Run publishes queued events until ctx is done, then flushes what is queued
+// (for at most 5 s). Publishing itself is not tied to ctx: an event taken from
+// the queue as ctx ends is still sent.
 func (q *Queue) Run(ctx context.Context) {
+	pubCtx := context.WithoutCancel(ctx)
 	for {
 		select {
 		case e := <-q.ch:
-			q.publish(ctx, e)
+			q.publish(pubCtx, e, 5*time.Second)
 		case <-ctx.Done():
-			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			for flush.Err() == nil {
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
 				select {
 				case e := <-q.ch:
-					q.publish(flush, e)
+					q.publish(pubCtx, e, time.Until(deadline))
 				default:
 					return
 				}
@@ -76,7 +78,9 @@ func (q *Queue) Run(ctx context.Context) {
 	}
 }
 
-func (q *Queue) publish(ctx context.Context, e queued) {
+func (q *Queue) publish(ctx context.Context, e queued, within time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
 	if err := q.send.Publish(ctx, e.subject, e.id, e.data); err != nil {
 		q.failed.Inc()
 		q.log.WarnContext(ctx, "publishing an event failed", "subject", e.subject, "error", err)

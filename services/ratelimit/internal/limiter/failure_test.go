@@ -44,7 +44,7 @@ func privateRedis(t *testing.T) (*redis.Client, *exec.Cmd) {
 		if c.Ping(context.Background()).Err() == nil {
 			return c, cmd
 		}
-		if i > 100 {
+		if i > 500 { // 10 s: a loaded machine starts processes slowly
 			t.Fatal("private redis-server did not start")
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -173,7 +173,7 @@ func TestReserve_SwitchesToFailureModeWhenRedisStopsAndBackWhenItReturns(t *test
 		if err == nil && !d.Degraded {
 			break
 		}
-		if i > 100 {
+		if i > 300 { // 15 s
 			t.Fatalf("still degraded after redis returned: %v %+v", err, d)
 		}
 		time.Sleep(50 * time.Millisecond)
