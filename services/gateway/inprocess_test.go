@@ -20,8 +20,8 @@ import (
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
 	"github.com/bulwarkhq/bulwark/services/gateway"
 	"github.com/bulwarkhq/bulwark/services/platform"
-	"github.com/bulwarkhq/bulwark/services/ratelimit"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
+	"github.com/bulwarkhq/bulwark/services/ratelimit"
 	"github.com/bulwarkhq/bulwark/services/redaction/engine"
 	"github.com/bulwarkhq/bulwark/tools/provsim/sim"
 )
