@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,8 +101,8 @@ func PrintSummary(w io.Writer, s evidence.Summary, err error, took time.Duration
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "records:      %d (leaves %d to %d)\n", s.Records, s.FirstIndex, int64(s.EndIndex)-1)
-	for k, n := range s.ByKind {
-		fmt.Fprintf(w, "  %-14s %d\n", k, n)
+	for _, k := range slices.Sorted(maps.Keys(s.ByKind)) {
+		fmt.Fprintf(w, "  %-14s %d\n", k, s.ByKind[k])
 	}
 	fmt.Fprintf(w, "checkpoints:  %d, proofs against tree size %d\n", s.Checkpoints, s.ProofTreeSize)
 	fmt.Fprintf(w, "time:         %s\n", took.Round(time.Millisecond))
