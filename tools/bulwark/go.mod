@@ -11,6 +11,7 @@ replace (
 	github.com/bulwarkhq/bulwark/services/ratelimit => ../../services/ratelimit
 	github.com/bulwarkhq/bulwark/services/redaction => ../../services/redaction
 	github.com/bulwarkhq/bulwark/services/router => ../../services/router
+	github.com/bulwarkhq/bulwark/tools/devstack => ../devstack
 	github.com/bulwarkhq/bulwark/tools/provsim => ../provsim
 )
 
@@ -26,6 +27,7 @@ require (
 	github.com/bulwarkhq/bulwark/services/ratelimit v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/services/redaction v0.0.0
 	github.com/bulwarkhq/bulwark/services/router v0.0.0-00010101000000-000000000000
+	github.com/bulwarkhq/bulwark/tools/devstack v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/tools/provsim v0.0.0-00010101000000-000000000000
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/nats-io/nats.go v1.56.0

@@ -51,7 +51,7 @@ func startAllInOne(t *testing.T) (*target, *allinone.Instance) {
 			t.Errorf("all-in-one did not shut down cleanly: %v", err)
 		}
 	})
-	return &target{URL: in.URL, AdminKey: in.AdminKey, Sim: in.Sim, HC: &http.Client{Timeout: 30 * time.Second}}, in
+	return &target{URL: in.URL, IdentityURL: in.URL, AuditURL: in.URL, AdminKey: in.AdminKey, Sim: in.Sim, HC: &http.Client{Timeout: 30 * time.Second}}, in
 }
 
 // TestAllInOne_OfficialSDKs_RedactRestoreDenyAndAuditEveryCall is the proof of

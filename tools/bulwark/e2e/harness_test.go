@@ -27,8 +27,11 @@ import (
 
 // target is a running Bulwark under test.
 type target struct {
-	URL      string
-	AdminKey string
+	// URL is the gateway's; IdentityURL and AuditURL are those services' (all the same in all-in-one).
+	URL         string
+	IdentityURL string
+	AuditURL    string
+	AdminKey    string
 	// Sim is the provider simulator every provider of the catalog points at.
 	Sim *sim.Sim
 	HC  *http.Client
@@ -111,7 +114,7 @@ func (tg *target) setup(t *testing.T) keys {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	adm := admin.New(tg.HC, tg.URL, tg.AdminKey)
+	adm := admin.New(tg.HC, tg.IdentityURL, tg.AdminKey)
 	var k keys
 	var err error
 	if k.App, err = adm.Principal(ctx, "svc_e2e_app", "team_e2e", "dev", "app"); err != nil {
@@ -128,7 +131,7 @@ func (tg *target) setup(t *testing.T) keys {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.New(tg.HC, tg.URL, approverKey).Approve(ctx, id); err != nil {
+	if err := admin.New(tg.HC, tg.IdentityURL, approverKey).Approve(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if err := adm.Promote(ctx, id, "dev"); err != nil {
@@ -354,7 +357,7 @@ func (tg *target) checkAudit(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ac := auditproof.New(tg.HC, tg.URL, tg.AdminKey)
+	ac := auditproof.New(tg.HC, tg.AuditURL, tg.AdminKey)
 	tg.mu.Lock()
 	calls := append([]call(nil), tg.requests...)
 	tg.mu.Unlock()

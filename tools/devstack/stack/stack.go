@@ -21,6 +21,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/bulwarkhq/bulwark/services/identity"
 )
 
 // Spec describes how to run one service binary.
@@ -31,6 +33,9 @@ type Spec struct {
 	ServiceNames []string
 	// Env returns the service's environment (without its ADDR) given the stack so far.
 	Env func(s *Stack) map[string]string
+	// After, when set, runs once the service is healthy (e.g. identity registers the
+	// stack's system principal, whose key the later services use).
+	After func(ctx context.Context, s *Stack) error
 }
 
 // Params configures a Stack.
@@ -53,6 +58,15 @@ type Params struct {
 	VaultToken string
 	// Env is added to every service's environment.
 	Env map[string]string
+	// AdminKey is the bootstrap admin's key; empty generates one (Stack.AdminKey).
+	AdminKey string
+	// Environment the stack's keys work in; empty means "dev".
+	Environment string
+	// KeyPrefix starts the rate limiter's Redis keys; empty means a fresh "devstack:<random>:".
+	KeyPrefix string
+	// SimulatorURL is the provider simulator every catalog provider points at; empty
+	// builds and starts tools/provsim as its own process.
+	SimulatorURL string
 	// Logger receives progress; each process's output goes to DataDir/<name>.log.
 	Logger *slog.Logger
 }
@@ -67,6 +81,9 @@ type Process struct {
 	URL string
 	// LogPath is where its output goes.
 	LogPath string
+	bin     string
+	args    []string
+	env     map[string]string
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
@@ -79,8 +96,17 @@ type Stack struct {
 	order      []string
 	VaultAddr  string
 	VaultToken string
-	vaultProc  *Process
-	mu         sync.Mutex
+	// AdminKey is the bootstrap admin's key.
+	AdminKey string
+	// SystemKey is the key of the stack's internal principal (role system).
+	SystemKey string
+	// SimulatorURL is where every provider of the router's catalog points.
+	SimulatorURL string
+	vaultProc    *Process
+	simProc      *Process
+	hashKey      string
+	bucket       string
+	mu           sync.Mutex
 }
 
 // Build compiles the named services' binaries into binDir.
@@ -88,15 +114,22 @@ func Build(ctx context.Context, root, binDir string, names ...string) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return err
 	}
-	args := []string{"build", "-o", binDir + string(os.PathSeparator)}
+	pkgs := make([]string, 0, len(names))
 	for _, n := range names {
-		args = append(args, "./services/"+n+"/cmd/"+n)
+		pkgs = append(pkgs, "./services/"+n+"/cmd/"+n)
 	}
-	cmd := exec.CommandContext(ctx, "go", args...)
+	return buildPackages(ctx, root, binDir, pkgs...)
+}
+
+func buildPackages(ctx context.Context, root, binDir string, pkgs ...string) error {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", binDir + string(os.PathSeparator)}, pkgs...)...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go build %v: %w\n%s", names, err, out)
+		return fmt.Errorf("go build %v: %w\n%s", pkgs, err, out)
 	}
 	return nil
 }
@@ -125,6 +158,15 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 	if len(p.Specs) == 0 {
 		p.Specs = Services()
 	}
+	if p.Environment == "" {
+		p.Environment = "dev"
+	}
+	if p.KeyPrefix == "" {
+		p.KeyPrefix = "devstack:" + randomHex(6) + ":"
+	}
+	if p.AdminKey == "" {
+		p.AdminKey = identity.GenerateKey(p.Environment)
+	}
 	names := make([]string, len(p.Specs))
 	for i, s := range p.Specs {
 		names[i] = s.Name
@@ -133,9 +175,25 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 	if err := Build(ctx, p.Root, p.BinDir, names...); err != nil {
 		return nil, err
 	}
-	s := &Stack{params: p, Procs: map[string]*Process{}, VaultAddr: p.VaultAddr, VaultToken: p.VaultToken}
+	if p.SimulatorURL == "" {
+		if err := buildPackages(ctx, p.Root, p.BinDir, "./tools/provsim/cmd/provsim"); err != nil {
+			return nil, err
+		}
+	}
+	s := &Stack{params: p, Procs: map[string]*Process{}, VaultAddr: p.VaultAddr, VaultToken: p.VaultToken,
+		AdminKey: p.AdminKey, SimulatorURL: p.SimulatorURL, hashKey: randomHex(32), bucket: "bulwark_identity_" + randomHex(4)}
 	if s.VaultAddr == "" {
 		if err := s.startVault(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.seedProviderKeys(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	if s.SimulatorURL == "" {
+		if err := s.startSimulator(ctx); err != nil {
+			_ = s.Stop()
 			return nil, err
 		}
 	}
@@ -188,7 +246,7 @@ func freeAddr() (string, error) {
 
 func (s *Stack) spawn(name, bin string, args []string, env map[string]string) (*Process, error) {
 	logPath := filepath.Join(s.params.DataDir, name+".log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +264,7 @@ func (s *Stack) spawn(name, bin string, args []string, env map[string]string) (*
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, LogPath: logPath, bin: bin, args: args, env: env, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
@@ -275,6 +333,11 @@ func (s *Stack) startService(ctx context.Context, spec Spec) error {
 		return err
 	}
 	s.params.Logger.Info("started", "service", spec.Name, "url", p.URL)
+	if spec.After != nil {
+		if err := spec.After(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", spec.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -345,6 +408,9 @@ func (s *Stack) Stop() error {
 		if err := terminate(s.Procs[s.order[i]], 30*time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.simProc != nil {
+		_ = terminate(s.simProc, 10*time.Second)
 	}
 	if s.vaultProc != nil {
 		_ = terminate(s.vaultProc, 10*time.Second)
