@@ -87,6 +87,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err := platform.LoadConfig("BULWARK_GATEWAY_TEST_AUDIT_", &acfg); err != nil {
 		t.Fatal(err)
 	}
+	acfg.AuthDisabled = true // its query RPCs are not served here; only ingestion runs
 	auditSvc, err := audit.New(ctx, audit.Params{Config: acfg, Logger: log, JS: js, Vault: vs.Client})
 	if err != nil {
 		t.Fatalf("audit service: %v", err)
