@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +159,24 @@ type split struct {
 	redis *daemon
 	nats  *daemon
 	sim   *restartableSim
+	// vaultDown makes Vault unreachable (true) or reachable again (false), keeping its state.
+	vaultDown func(bool) error
+}
+
+// switchable answers like a sealed Vault while down.
+type switchable struct {
+	h    http.Handler
+	down atomic.Bool
+}
+
+func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.down.Load() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"errors":["Vault is sealed"]}`))
+		return
+	}
+	s.h.ServeHTTP(w, r)
 }
 
 // startSplit runs every service as its own process (tools/devstack) against a
@@ -173,12 +192,12 @@ func startSplit(t *testing.T) *split {
 	rsim := &restartableSim{sim: sim.New(sim.Params{}), addr: "127.0.0.1:" + strconv.Itoa(freePort(t))}
 	rsim.start(t)
 	t.Cleanup(rsim.stop)
+	var vaultDown func(bool) error
 	p := stack.Params{Root: root, DataDir: t.TempDir(), RedisAddr: rs.addr, NATSURL: "nats://" + ns.addr,
 		SimulatorURL: "http://" + rsim.addr,
 		Env: map[string]string{
 			// a recovered provider is tried again soon, so the test need not wait 30 s.
 			"BULWARK_ROUTER_BREAKER_OPEN_FOR": "500ms",
-			"BULWARK_ROUTER_KEY_TTL":          "2s",
 		}}
 	if os.Getenv("BULWARK_E2E_DEV_SECRETS") == "1" {
 		// developer shortcut before `make vault`: the dev secret file behind Vault's API.
@@ -187,7 +206,9 @@ func startSplit(t *testing.T) *split {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.VaultAddr, p.VaultToken = platformtest.Serve(t, dv), token
+		sw := &switchable{h: dv}
+		vaultDown = func(down bool) error { sw.down.Store(down); return nil }
+		p.VaultAddr, p.VaultToken = platformtest.Serve(t, sw), token
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -200,7 +221,15 @@ func startSplit(t *testing.T) *split {
 			t.Errorf("a service did not exit cleanly: %v", err)
 		}
 	})
-	return &split{target: &target{URL: st.URL("gateway"), IdentityURL: st.URL("identity"), AuditURL: st.URL("audit"), AdminKey: st.AdminKey, Sim: rsim.sim, HC: &http.Client{Timeout: 30 * time.Second}},
+	if vaultDown == nil {
+		vaultDown = func(down bool) error {
+			if down {
+				return st.PauseVault()
+			}
+			return st.ResumeVault()
+		}
+	}
+	return &split{vaultDown: vaultDown, target: &target{URL: st.URL("gateway"), IdentityURL: st.URL("identity"), AuditURL: st.URL("audit"), AdminKey: st.AdminKey, Sim: rsim.sim, HC: &http.Client{Timeout: 30 * time.Second}},
 		stack: st, redis: rs, nats: ns, sim: rsim}
 }
 

@@ -188,3 +188,23 @@ func (s *Stack) StartSimulator(ctx context.Context) error {
 	return waitHTTP(ctx, np, np.URL+"/v1/models", 30*time.Second)
 }
 
+
+// ErrNoVaultProcess reports a stack whose Vault it did not start.
+var ErrNoVaultProcess = errors.New("the stack did not start Vault")
+
+// PauseVault freezes the stack's Vault process (SIGSTOP): it stops answering
+// while keeping its in-memory state, as an unreachable Vault would.
+func (s *Stack) PauseVault() error {
+	if s.vaultProc == nil {
+		return ErrNoVaultProcess
+	}
+	return syscall.Kill(s.vaultProc.cmd.Process.Pid, syscall.SIGSTOP)
+}
+
+// ResumeVault lets a paused Vault run again (SIGCONT).
+func (s *Stack) ResumeVault() error {
+	if s.vaultProc == nil {
+		return ErrNoVaultProcess
+	}
+	return syscall.Kill(s.vaultProc.cmd.Process.Pid, syscall.SIGCONT)
+}

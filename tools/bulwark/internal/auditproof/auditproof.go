@@ -149,3 +149,24 @@ func (c *Client) Verify(ctx context.Context, rec *auditv1.Record) (Verified, err
 
 // HTTPClient is the default client for Connect calls.
 var HTTPClient = http.DefaultClient
+
+// PrincipalCalls returns every llm_call record of principal.
+func (c *Client) PrincipalCalls(ctx context.Context, principal string) ([]*auditv1.Record, error) {
+	var out []*auditv1.Record
+	token := ""
+	for {
+		res, err := c.c.Query(ctx, req(c, &auditv1.QueryRequest{PrincipalId: principal, Kind: "llm_call", PageSize: 1000, PageToken: token}))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res.Msg.GetRecords() {
+			if r.GetSubject() == SubjectLLMCall {
+				out = append(out, r)
+			}
+		}
+		token = res.Msg.GetNextPageToken()
+		if token == "" {
+			return out, nil
+		}
+	}
+}
