@@ -300,7 +300,8 @@ func (s *Service) modifyKey(ctx context.Context, id string, mutate func(*keyReco
 	if !keyIDPattern.MatchString(id) {
 		return nil, fmt.Errorf("api key: %w", ErrNotFound)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		pause(attempt)
 		rec, rev, err := s.getKey(ctx, id)
 		if err != nil {
 			return nil, err

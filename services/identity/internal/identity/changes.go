@@ -323,7 +323,8 @@ func (s *Service) applyRoute(ctx context.Context, c *identityv1.Change, env stri
 			before = prev.AfterHash
 			_, err = s.store.Update(ctx, key, encode(rec), rev)
 		}
-		if (errors.Is(err, ErrExists) || errors.Is(err, ErrConflict)) && attempt < 5 {
+		if (errors.Is(err, ErrExists) || errors.Is(err, ErrConflict)) && attempt < maxAttempts {
+			pause(attempt + 1)
 			continue
 		}
 		if err != nil {

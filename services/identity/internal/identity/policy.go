@@ -280,7 +280,8 @@ func (s *Service) applyPolicy(ctx context.Context, env, document, author, approv
 	if _, problems, err := policy.Compile(document); err != nil {
 		return nil, "", fmt.Errorf("policy does not compile: %s: %w", strings.Join(problems, "; "), ErrInvalid)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		pause(attempt)
 		head, rev, err := load(ctx, s.store, policyHeadKey(env), &identityv1.PolicyVersion{})
 		var n int64 = 1
 		before := s.builtinPolicy(env).ContentHash

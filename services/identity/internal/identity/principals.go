@@ -212,7 +212,8 @@ func (s *Service) modifyPrincipal(ctx context.Context, actor Actor, id, action, 
 	if !principalIDPattern.MatchString(id) {
 		return nil, fmt.Errorf("principal: %w", ErrNotFound)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		pause(attempt)
 		old, rev, err := load(ctx, s.store, principalKey(id), &identityv1.Principal{})
 		if err != nil {
 			return nil, notFoundAs(err, "principal")
@@ -332,7 +333,8 @@ func (s *Service) PutRole(ctx context.Context, actor Actor, in *identityv1.Role)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			_, err = s.store.Create(ctx, key, encode(r))
-			if errors.Is(err, ErrExists) && attempt < 5 {
+			if errors.Is(err, ErrExists) && attempt < maxAttempts {
+				pause(attempt + 1)
 				continue
 			}
 		case err != nil:
@@ -340,7 +342,8 @@ func (s *Service) PutRole(ctx context.Context, actor Actor, in *identityv1.Role)
 		default:
 			before = objectHash(old)
 			_, err = s.store.Update(ctx, key, encode(r), rev)
-			if errors.Is(err, ErrConflict) && attempt < 5 {
+			if errors.Is(err, ErrConflict) && attempt < maxAttempts {
+				pause(attempt + 1)
 				continue
 			}
 		}

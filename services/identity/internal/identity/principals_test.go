@@ -99,3 +99,29 @@ func TestPrincipals_ChangesAnnouncePolicyChanged(t *testing.T) {
 		t.Fatalf("events = %v", seen)
 	}
 }
+
+func TestPrincipals_ConcurrentUpdatesFromTwoReplicasAllLand(t *testing.T) {
+	e := newEnv(t)
+	other := e.replica()
+	p := e.person("viewer")
+	errs := make(chan error, 8)
+	for i := range 8 {
+		svc := e.svc
+		if i%2 == 1 {
+			svc = other
+		}
+		go func() {
+			_, err := svc.UpdatePrincipal(e.ctx, root, &identityv1.Principal{Id: p.Id, DisplayName: "n"}, []string{"display_name"})
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent update: %v", err)
+		}
+	}
+	hist, err := e.store.History(e.ctx, "principal."+p.Id)
+	if err != nil || len(hist) != 9 {
+		t.Fatalf("%d versions, want 9 (create + 8 updates): %v", len(hist), err)
+	}
+}

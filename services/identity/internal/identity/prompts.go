@@ -184,7 +184,8 @@ func (s *Service) currentPromptHash(ctx context.Context, id string) string {
 
 // addPromptVersion stores content as the prompt's next version.
 func (s *Service) addPromptVersion(ctx context.Context, id, content, author, changeID, description string) (int64, error) {
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		pause(attempt)
 		meta, rev, err := s.promptMeta(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			meta, rev = &identityv1.Prompt{Id: id, Description: description, Promoted: map[string]int64{}}, 0
@@ -231,7 +232,8 @@ func (s *Service) putPromptMeta(ctx context.Context, meta *identityv1.Prompt, re
 // promotePrompt makes version n the one used in env; it returns the hash of the
 // content promoted there before.
 func (s *Service) promotePrompt(ctx context.Context, id string, n int64, env string) (string, error) {
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		pause(attempt)
 		meta, rev, err := s.promptMeta(ctx, id)
 		if err != nil {
 			return "", err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
@@ -385,3 +386,16 @@ func notFoundAs(err error, what string) error {
 // ResetDecisionCache drops every cached decision (benchmarks and operators'
 // tooling; normal invalidation is driven by the store watch).
 func (s *Service) ResetDecisionCache() { s.decisions.reset() }
+
+// maxAttempts bounds compare-and-set retries of one write.
+const maxAttempts = 20
+
+// pause backs off before retry attempt n (none before the first), with jitter so
+// that concurrent writers spread out.
+func pause(n int) {
+	if n == 0 {
+		return
+	}
+	d := time.Duration(n) * time.Millisecond
+	time.Sleep(d/2 + time.Duration(mrand.Int64N(int64(d))))
+}

@@ -77,10 +77,12 @@ func mapErr(err error) error {
 		return nil
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted), errors.Is(err, jetstream.ErrNoKeysFound):
 		return identity.ErrNotFound
-	case errors.Is(err, jetstream.ErrKeyExists):
-		return identity.ErrExists
+	// Update wraps ErrKeyRevisionMismatch around an error that also matches
+	// ErrKeyExists (same API code), so the mismatch must be tested first.
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		return identity.ErrConflict
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return identity.ErrExists
 	case errors.Is(err, jetstream.ErrInvalidKey):
 		return fmt.Errorf("%w: key", identity.ErrInvalid)
 	}
