@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,12 +18,14 @@ import (
 
 // startAllInOne runs the all-in-one Bulwark in this process, exactly as the
 // binary does, against the real Redis, an embedded NATS and a real Vault dev server.
-func startAllInOne(t *testing.T) (*target, *allinone.Instance) {
+func startAllInOne(t *testing.T, redisAddr string) (*target, *allinone.Instance) {
 	t.Helper()
-	_, prefix := platformtest.Redis(t)
-	t.Setenv("BULWARK_RATELIMIT_KEY_PREFIX", prefix)
+	if redisAddr != allinone.EmbeddedRedis {
+		_, prefix := platformtest.Redis(t)
+		t.Setenv("BULWARK_RATELIMIT_KEY_PREFIX", prefix)
+	}
 	cfg := allinone.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), LogFormat: "text", LogLevel: "warn",
-		RedisAddr: "127.0.0.1:6379", ShutdownTimeout: 15 * time.Second, BootstrapAdminKey: platform.Secret(identity.GenerateKey("dev"))}
+		RedisAddr: redisAddr, ShutdownTimeout: 15 * time.Second, BootstrapAdminKey: platform.Secret(identity.GenerateKey("dev"))}
 	if os.Getenv("BULWARK_E2E_DEV_SECRETS") == "1" {
 		cfg.VaultBin = "none" // developer shortcut before `make vault`: the dev secret file
 	} else {
@@ -60,10 +63,25 @@ func startAllInOne(t *testing.T) (*target, *allinone.Instance) {
 // in the answer, each kind of refusal with its status and error shape, and
 // exactly one verifiable audit record per call.
 func TestAllInOne_OfficialSDKs_RedactRestoreDenyAndAuditEveryCall(t *testing.T) {
-	tg, _ := startAllInOne(t)
+	tg, _ := startAllInOne(t, "127.0.0.1:6379")
 	k := tg.setup(t)
 	t.Run("Allowed", func(t *testing.T) { tg.runAllowedCalls(t, k) })
 	t.Run("Denied", func(t *testing.T) { tg.runDeniedCalls(t, k) })
 	t.Run("NPMOpenAI", func(t *testing.T) { tg.runNPM(t, k) })
+	t.Run("Audit", tg.checkAudit)
+}
+
+// TestAllInOne_EmbeddedRedis_RunsTheLimiterScriptsAndEnforcesBudgets runs the
+// all-in-one on its embedded Redis-protocol server (what `make run` uses where
+// no Redis answers): the limiter's Lua scripts run there (checked at start),
+// calls are served and a spent budget is refused.
+func TestAllInOne_EmbeddedRedis_RunsTheLimiterScriptsAndEnforcesBudgets(t *testing.T) {
+	tg, in := startAllInOne(t, allinone.EmbeddedRedis)
+	if !strings.HasPrefix(in.RedisAddr, "embedded:") {
+		t.Fatalf("redis in use: %s", in.RedisAddr)
+	}
+	k := tg.setup(t)
+	t.Run("Allowed", func(t *testing.T) { tg.runAllowedCalls(t, k) })
+	t.Run("Denied", func(t *testing.T) { tg.runDeniedCalls(t, k) })
 	t.Run("Audit", tg.checkAudit)
 }

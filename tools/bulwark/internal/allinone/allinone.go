@@ -23,9 +23,12 @@ import (
 
 	"connectrpc.com/connect"
 	vault "github.com/hashicorp/vault/api"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	identityv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
+	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
+	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
@@ -239,6 +242,11 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		}
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
+	if _, embedded := isEmbedded(redisWhere); embedded {
+		if err := checkLimiter(ctx, rl.API); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrEmbeddedRedis, err)
+		}
+	}
 	in.goBG("ratelimit", rl.Run)
 
 	rtc, err := router.LoadConfig()
@@ -337,6 +345,32 @@ func isEmbedded(where string) (string, bool) {
 		return where[len(prefix):], true
 	}
 	return where, false
+}
+
+// checkLimiter makes one reservation of every limit kind and releases it, so
+// a Redis-protocol server that cannot run the limiter's scripts fails at start.
+func checkLimiter(ctx context.Context, api ratelimitv1connect.RateLimitServiceHandler) error {
+	per := durationpb.New(time.Minute)
+	dims := []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_PRINCIPAL}
+	res, err := api.Reserve(ctx, connect.NewRequest(&ratelimitv1.ReserveRequest{
+		RequestId: "startup-check-" + randomHex(8),
+		Subject:   &ratelimitv1.Subject{PrincipalId: "startup-check", TeamId: "startup-check", ApiKeyId: "startup-check", Model: "gpt-4o", Environment: "dev"},
+		Limits: []*ratelimitv1.LimitSpec{
+			{Name: "requests", Kind: ratelimitv1.LimitKind_LIMIT_KIND_REQUESTS, Dimensions: dims, Limit: 1000, Period: per},
+			{Name: "tokens", Kind: ratelimitv1.LimitKind_LIMIT_KIND_TOKENS, Dimensions: dims, Limit: 1000000, Period: per},
+			{Name: "spend", Kind: ratelimitv1.LimitKind_LIMIT_KIND_SPEND, Dimensions: dims, Limit: 1000000000, CalendarPeriod: "day"},
+			{Name: "concurrency", Kind: ratelimitv1.LimitKind_LIMIT_KIND_CONCURRENCY, Dimensions: dims, Limit: 10},
+		},
+		EstimatedInputTokens: 1, MaxOutputTokens: 1,
+	}))
+	if err != nil {
+		return err
+	}
+	if !res.Msg.GetAllowed() || res.Msg.GetDegraded() {
+		return fmt.Errorf("startup reservation allowed=%v degraded=%v", res.Msg.GetAllowed(), res.Msg.GetDegraded())
+	}
+	_, err = api.Release(ctx, connect.NewRequest(&ratelimitv1.ReleaseRequest{ReservationId: res.Msg.GetReservationId()}))
+	return err
 }
 
 // hostPort turns a wildcard listen address into one a local client can dial.

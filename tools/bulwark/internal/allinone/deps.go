@@ -82,9 +82,10 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*na
 var ErrEmbeddedRedis = errors.New("the embedded Redis-protocol server cannot run the rate limiter's scripts; start Redis (make deps) or set BULWARK_REDIS_ADDR")
 
 // openRedis uses RedisAddr; without one, Redis at 127.0.0.1:6379 if it answers,
-// otherwise an embedded Redis-protocol server (miniredis), for development only.
+// otherwise (or with RedisAddr "embedded") an embedded Redis-protocol server
+// (miniredis), for development only.
 func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*redis.Client, string, error) {
-	if cfg.RedisAddr != "" {
+	if cfg.RedisAddr != "" && cfg.RedisAddr != EmbeddedRedis {
 		rdb, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: cfg.RedisAddr, DialTimeout: 2 * time.Second, ReadTimeout: time.Second})
 		if err != nil {
 			return nil, "", err
@@ -93,6 +94,9 @@ func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*r
 		return rdb, cfg.RedisAddr, nil
 	}
 	const local = "127.0.0.1:6379"
+	if cfg.RedisAddr == EmbeddedRedis {
+		return embeddedRedis(ctx, log, c)
+	}
 	probe := redis.NewClient(&redis.Options{Addr: local, DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	err := probe.Ping(pctx).Err()
@@ -107,6 +111,13 @@ func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*r
 		log.InfoContext(ctx, "using Redis", "addr", local)
 		return rdb, local, nil
 	}
+	return embeddedRedis(ctx, log, c)
+}
+
+// EmbeddedRedis as BULWARK_REDIS_ADDR forces the embedded Redis-protocol server.
+const EmbeddedRedis = "embedded"
+
+func embeddedRedis(ctx context.Context, log *slog.Logger, c *closer) (*redis.Client, string, error) {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, "", fmt.Errorf("start embedded redis: %w", err)
