@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,9 +29,8 @@ import (
 // defaultPrompt is a realistic support prompt carrying PII the redaction profile replaces.
 const defaultPrompt = `Please draft a short reply to our customer about her refund.
 Customer: Jane Doe, email jane.doe@example.com, phone (415) 555-0132.
-She paid with card 4111 1111 1111 1111 and her SSN on file is 536-90-4399.
-Order 88213 was returned on March 3; the refund of $42.10 was approved today.
-Keep it friendly and under 80 words, and do not repeat her card number.`
+Her SSN on file is 536-90-4399; order 88213 was returned on March 3 and the
+refund of $42.10 was approved today. Keep it friendly and under 80 words.`
 
 type config struct {
 	target, url, key, directURL string
@@ -244,5 +244,31 @@ func preflight(ctx context.Context, tg *targets.Target, gw *chat.Client, body []
 	} else {
 		res.Notes = append(res.Notes, "preflight: the answer differs from the prompt (a scripted reply or a different provider)")
 	}
+	var present []string
+	for _, v := range piiValues {
+		if strings.Contains(prompt, v) {
+			present = append(present, v)
+		}
+	}
+	if tg.Kind == "allinone" && len(present) > 0 {
+		got, err := tg.ProviderBodies(ctx)
+		if err != nil {
+			return fmt.Errorf("preflight: what the built-in simulator received: %w", err)
+		}
+		for _, b := range got {
+			for _, v := range present {
+				if strings.Contains(b, v) {
+					return errors.New("preflight: a PII value of the prompt reached the provider: redaction is not on")
+				}
+			}
+		}
+		if len(got) == 0 {
+			return errors.New("preflight: the built-in simulator received nothing")
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("preflight: none of the prompt's %d PII values reached the provider", len(present)))
+	}
 	return nil
 }
+
+// piiValues are the default prompt's personal data, which must never reach the provider.
+var piiValues = []string{"Jane Doe", "jane.doe@example.com", "(415) 555-0132", "536-90-4399"}

@@ -6,6 +6,7 @@ package targets
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -302,4 +303,32 @@ func startSplit(ctx context.Context, o Options) (*Target, error) {
 	t.Notes = append(t.Notes, "split: one process per service (tools/devstack), Redis "+o.RedisAddr+", NATS "+o.NATSURL+
 		", a Vault dev server; the router and the direct baseline call the same provsim process", "logs: "+dataDir)
 	return t, nil
+}
+
+// ProviderBodies returns the request bodies the all-in-one's built-in simulator
+// has recorded (its development endpoint), to check what reached the provider.
+func (t *Target) ProviderBodies(ctx context.Context) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.GatewayURL+"/_dev/provsim/requests", nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", res.StatusCode)
+	}
+	var recs []struct {
+		Body json.RawMessage `json:"body"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&recs); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string(r.Body)
+	}
+	return out, nil
 }
