@@ -38,6 +38,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 		fmt.Printf("%-10s %s   (log: %s)\n", name, p.URL, p.LogPath)
 	}
 	fmt.Printf("%-10s %s\n", "vault", s.VaultAddr)
+	fmt.Printf("%-10s %s\n", "provsim", s.SimulatorURL)
+	fmt.Printf("\nOpenAI SDK base URL: %s/v1\nadmin key: %s\n", s.URL("gateway"), s.AdminKey)
 	<-ctx.Done()
 	return s.Stop()
 }
