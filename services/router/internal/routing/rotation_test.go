@@ -85,6 +85,7 @@ func TestRotation_NewVaultVersionIsUsedWithoutFailingTraffic(t *testing.T) {
 			newAfter++
 		}
 	}
+	t.Logf("%d calls, 0 failed; old key before rotation %d, new key after %d, old key >200ms after rotation %d", calls.Load(), oldBefore, newAfter, oldLate)
 	if oldBefore == 0 || newAfter == 0 || oldLate != 0 {
 		t.Fatalf("old before=%d, new after=%d, old long after rotation=%d", oldBefore, newAfter, oldLate)
 	}
