@@ -28,9 +28,12 @@ import (
 
 // defaultPrompt is a realistic support prompt carrying PII the redaction profile replaces.
 const defaultPrompt = `Please draft a short reply to our customer about her refund.
-Customer: Jane Doe, email jane.doe@example.com, phone (415) 555-0132.
-Her SSN on file is 536-90-4399; order 88213 was returned on March 3 and the
-refund of $42.10 was approved today. Keep it friendly and under 80 words.`
+Name: Jane Doe
+Email: jane.doe@example.com
+Phone: (415) 555-0132
+SSN: 536-90-4399
+Order 88213 was returned on March 3 and the refund of $42.10 was approved today.
+Keep it friendly and under 80 words.`
 
 type config struct {
 	target, url, key, directURL string
@@ -256,9 +259,9 @@ func preflight(ctx context.Context, tg *targets.Target, gw *chat.Client, body []
 			return fmt.Errorf("preflight: what the built-in simulator received: %w", err)
 		}
 		for _, b := range got {
-			for _, v := range present {
+			for i, v := range present {
 				if strings.Contains(b, v) {
-					return errors.New("preflight: a PII value of the prompt reached the provider: redaction is not on")
+					return fmt.Errorf("preflight: PII value %d of %d in the prompt reached the provider: redaction is not on or misses it", i+1, len(present))
 				}
 			}
 		}
