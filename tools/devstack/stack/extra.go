@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -188,7 +190,6 @@ func (s *Stack) StartSimulator(ctx context.Context) error {
 	return waitHTTP(ctx, np, np.URL+"/v1/models", 30*time.Second)
 }
 
-
 // ErrNoVaultProcess reports a stack whose Vault it did not start.
 var ErrNoVaultProcess = errors.New("the stack did not start Vault")
 
@@ -207,4 +208,43 @@ func (s *Stack) ResumeVault() error {
 		return ErrNoVaultProcess
 	}
 	return syscall.Kill(s.vaultProc.cmd.Process.Pid, syscall.SIGCONT)
+}
+
+// startNATS runs a nats-server of the stack's own with JetStream under DataDir.
+func (s *Stack) startNATS(ctx context.Context) error {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		return fmt.Errorf("nats-server not on PATH (apt-get install nats-server, or set BULWARK_NATS_URL): %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, err := s.spawn("nats", bin, []string{"-a", host, "-p", port, "-js", "-sd", filepath.Join(s.params.DataDir, "nats")}, nil)
+	if err != nil {
+		return err
+	}
+	p.Addr, p.URL = addr, "nats://"+addr
+	s.natsProc, s.params.NATSURL = p, p.URL
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("nats-server exited during start:\n%s", tail(p.LogPath, 20))
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats-server not listening after 15s:\n%s", tail(p.LogPath, 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.params.Logger.Info("nats-server", "url", p.URL)
+	return nil
 }

@@ -50,7 +50,9 @@ type Params struct {
 	Specs []Spec
 	// RedisAddr of the real Redis. Empty means 127.0.0.1:6379.
 	RedisAddr string
-	// NATSURL of the real NATS with JetStream. Empty means nats://127.0.0.1:4222.
+	// NATSURL of a real NATS with JetStream. Empty starts a nats-server of the
+	// stack's own (JetStream store in DataDir): the Vault dev server forgets its
+	// audit signing key on exit, so the audit stream must not outlive the stack.
 	NATSURL string
 	// VaultAddr and VaultToken of a running Vault; empty starts a dev server from Root/bin/vault.
 	VaultAddr string
@@ -104,6 +106,7 @@ type Stack struct {
 	SimulatorURL string
 	vaultProc    *Process
 	simProc      *Process
+	natsProc     *Process
 	hashKey      string
 	bucket       string
 	mu           sync.Mutex
@@ -152,9 +155,6 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 	if p.RedisAddr == "" {
 		p.RedisAddr = "127.0.0.1:6379"
 	}
-	if p.NATSURL == "" {
-		p.NATSURL = "nats://127.0.0.1:4222"
-	}
 	if len(p.Specs) == 0 {
 		p.Specs = Services()
 	}
@@ -184,6 +184,12 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 		AdminKey: p.AdminKey, SimulatorURL: p.SimulatorURL, hashKey: randomHex(32), bucket: "bulwark_identity_" + randomHex(4)}
 	if s.VaultAddr == "" {
 		if err := s.startVault(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.params.NATSURL == "" {
+		if err := s.startNATS(ctx); err != nil {
+			_ = s.Stop()
 			return nil, err
 		}
 	}
@@ -411,6 +417,9 @@ func (s *Stack) Stop() error {
 	}
 	if s.simProc != nil {
 		_ = terminate(s.simProc, 10*time.Second)
+	}
+	if s.natsProc != nil {
+		_ = terminate(s.natsProc, 10*time.Second)
 	}
 	if s.vaultProc != nil {
 		_ = terminate(s.vaultProc, 10*time.Second)
