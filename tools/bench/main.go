@@ -48,6 +48,7 @@ type config struct {
 	searchStep, searchBudget    time.Duration
 	slo                         time.Duration
 	vaultAddr, vaultToken       string
+	natsURL, redisAddr          string
 	verbose                     bool
 }
 
@@ -76,6 +77,8 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.slo, "slo", 50*time.Millisecond, "p99 objective of the search")
 	fs.StringVar(&c.vaultAddr, "vault-addr", os.Getenv("VAULT_ADDR"), "Vault for --target split (default: a dev server from bin/vault)")
 	fs.StringVar(&c.vaultToken, "vault-token", os.Getenv("VAULT_TOKEN"), "token for --vault-addr")
+	fs.StringVar(&c.natsURL, "nats-url", "", "NATS with JetStream for --target split (default: a private nats-server per run)")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis for --target allinone and split (a fresh key prefix per run)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
 	fs.BoolVar(&c.verbose, "v", false, "log progress to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -137,7 +140,7 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 		return err
 	}
 	tg, err := targets.Start(ctx, targets.Options{Kind: c.target, URL: c.url, Key: c.key, DirectURL: c.directURL,
-		VaultAddr: c.vaultAddr, VaultToken: c.vaultToken, Logger: log})
+		VaultAddr: c.vaultAddr, VaultToken: c.vaultToken, NATSURL: c.natsURL, RedisAddr: c.redisAddr, Logger: log})
 	if err != nil {
 		return err
 	}

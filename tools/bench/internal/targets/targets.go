@@ -55,8 +55,12 @@ type Options struct {
 	URL, Key, DirectURL string
 	// VaultAddr and VaultToken of a running Vault for split mode (else bin/vault).
 	VaultAddr, VaultToken string
-	// RedisAddr and NATSURL of the real dependencies (defaults 127.0.0.1:6379, nats://127.0.0.1:4222).
-	RedisAddr, NATSURL string
+	// RedisAddr of the real Redis (default 127.0.0.1:6379; each run uses a fresh key prefix).
+	RedisAddr string
+	// NATSURL of a NATS with JetStream for split mode; empty starts a private
+	// nats-server for the run, because the audit stream a run leaves behind is
+	// signed with that run's Vault key and would not verify under the next one.
+	NATSURL string
 	Logger             *slog.Logger
 }
 
@@ -67,9 +71,6 @@ func Start(ctx context.Context, o Options) (*Target, error) {
 	}
 	if o.RedisAddr == "" {
 		o.RedisAddr = "127.0.0.1:6379"
-	}
-	if o.NATSURL == "" {
-		o.NATSURL = "nats://127.0.0.1:4222"
 	}
 	switch o.Kind {
 	case "url":
@@ -287,15 +288,29 @@ func startSplit(ctx context.Context, o Options) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.Logger.Info("starting the split deployment (tools/devstack)", "data", dataDir)
+	var natsProc *proc
+	if o.NATSURL == "" {
+		var err error
+		if natsProc, o.NATSURL, err = startNATS(ctx, dataDir); err != nil {
+			return nil, err
+		}
+	}
+	stopNATS := func() error {
+		if natsProc != nil {
+			return natsProc.stop()
+		}
+		return nil
+	}
+	o.Logger.Info("starting the split deployment (tools/devstack)", "data", dataDir, "nats", o.NATSURL)
 	st, err := stack.Start(ctx, stack.Params{Root: root, DataDir: dataDir, RedisAddr: o.RedisAddr, NATSURL: o.NATSURL,
 		VaultAddr: o.VaultAddr, VaultToken: o.VaultToken, Logger: o.Logger,
 		Env: map[string]string{"BULWARK_GATEWAY_LOG_LEVEL": "warn"}})
 	if err != nil {
+		_ = stopNATS()
 		return nil, err
 	}
 	t := &Target{Kind: "split", GatewayURL: st.URL("gateway"), DirectURL: st.SimulatorURL, DirectKey: "bench-direct",
-		stop: []func() error{st.Stop}}
+		stop: []func() error{stopNATS, st.Stop}}
 	if t.Key, err = Provision(ctx, st.URL("identity"), t.GatewayURL, st.AdminKey); err != nil {
 		_ = t.Stop()
 		return nil, fmt.Errorf("provision: %w (logs: %s)", err, dataDir)
@@ -331,4 +346,34 @@ func (t *Target) ProviderBodies(ctx context.Context) ([]string, error) {
 		out[i] = string(r.Body)
 	}
 	return out, nil
+}
+
+// startNATS runs a private nats-server with JetStream under dataDir.
+func startNATS(ctx context.Context, dataDir string) (*proc, string, error) {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		return nil, "", fmt.Errorf("split mode needs nats-server on PATH (or --nats-url): %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, err := spawn("nats-server", bin, filepath.Join(dataDir, "nats.log"),
+		[]string{"-a", host, "-p", port, "-js", "-sd", filepath.Join(dataDir, "jetstream"), "--server_name", "bench"}, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return p, "nats://" + addr, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = p.stop()
+			return nil, "", fmt.Errorf("nats-server not listening on %s; see %s", addr, p.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
