@@ -198,6 +198,10 @@ func startSplit(t *testing.T) *split {
 		Env: map[string]string{
 			// a recovered provider is tried again soon, so the test need not wait 30 s.
 			"BULWARK_ROUTER_BREAKER_OPEN_FOR": "500ms",
+			// provider keys stay cached through the Vault outage whatever the timing; a
+			// paused Vault accepts connections and answers nothing, so a refresh would
+			// wait for the pause rather than fall back to the cached key at once.
+			"BULWARK_ROUTER_KEY_TTL": "10m",
 		}}
 	if os.Getenv("BULWARK_E2E_DEV_SECRETS") == "1" {
 		// developer shortcut before `make vault`: the dev secret file behind Vault's API.
@@ -243,5 +247,3 @@ func TestSplit_OfficialSDKs_RedactRestoreDenyAndAuditEveryCall(t *testing.T) {
 	t.Run("NPMOpenAI", func(t *testing.T) { sp.runNPM(t, k) })
 	t.Run("Audit", sp.checkAudit)
 }
-
-
