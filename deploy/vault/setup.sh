@@ -18,6 +18,7 @@
 #   BULWARK_NAMESPACE          namespace of the Bulwark pods        (bulwark)
 #   BULWARK_KEY_ENVIRONMENTS   key environments with provider keys  (dev staging prod)
 #   KUBERNETES_HOST            API server as Vault reaches it       (https://kubernetes.default.svc)
+#   KUBERNETES_CA_CERT         its CA file, when Vault runs outside the cluster
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -92,8 +93,14 @@ if ! mounted auth kubernetes; then
   log "enabling the Kubernetes auth method"
   "$vault" auth enable kubernetes >/dev/null
 fi
-# In-cluster Vault finds the CA and its reviewer token on its own pod.
-"$vault" write auth/kubernetes/config kubernetes_host="$kubernetes_host" >/dev/null
+# In-cluster Vault finds the API server's CA and its reviewer token on its own
+# pod; a Vault outside the cluster needs the CA file (KUBERNETES_CA_CERT).
+if [ -n "${KUBERNETES_CA_CERT:-}" ]; then
+  "$vault" write auth/kubernetes/config kubernetes_host="$kubernetes_host" \
+    kubernetes_ca_cert=@"$KUBERNETES_CA_CERT" >/dev/null
+else
+  "$vault" write auth/kubernetes/config kubernetes_host="$kubernetes_host" >/dev/null
+fi
 if ! mounted auth approle; then
   log "enabling the AppRole auth method"
   "$vault" auth enable approle >/dev/null

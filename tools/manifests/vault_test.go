@@ -2,13 +2,21 @@ package manifests
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 	vault "github.com/hashicorp/vault/api"
@@ -25,12 +33,35 @@ func runSetup(t *testing.T, vs *platformtest.VaultServer, envs string) string {
 	}
 	cmd := exec.Command("bash", setupScript)
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+vs.Addr, "VAULT_TOKEN="+vs.Token, "VAULT_BIN="+bin,
-		"BULWARK_KEY_ENVIRONMENTS="+envs, "HOME="+t.TempDir(), "KUBERNETES_HOST=https://kubernetes.default.svc")
+		"BULWARK_KEY_ENVIRONMENTS="+envs, "HOME="+t.TempDir(), "KUBERNETES_HOST=https://kubernetes.default.svc",
+		"KUBERNETES_CA_CERT="+testCA(t))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("setup.sh: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// testCA writes a self-signed CA certificate, standing in for the cluster's
+// (this Vault runs outside any cluster, so it has none of its own).
+func testCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // login logs in as a service through its AppRole, as the pods do.
