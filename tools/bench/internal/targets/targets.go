@@ -302,7 +302,8 @@ func startSplit(ctx context.Context, o Options) (*Target, error) {
 		return nil
 	}
 	o.Logger.Info("starting the split deployment (tools/devstack)", "data", dataDir, "nats", o.NATSURL)
-	st, err := stack.Start(ctx, stack.Params{Root: root, DataDir: dataDir, RedisAddr: o.RedisAddr, NATSURL: o.NATSURL,
+	// its own bin directory: other users of tools/devstack rebuild the shared one.
+	st, err := stack.Start(ctx, stack.Params{Root: root, BinDir: filepath.Join(root, ".data", "bench", "split-bin"), DataDir: dataDir, RedisAddr: o.RedisAddr, NATSURL: o.NATSURL,
 		VaultAddr: o.VaultAddr, VaultToken: o.VaultToken, Logger: o.Logger,
 		Env: map[string]string{"BULWARK_GATEWAY_LOG_LEVEL": "warn"}})
 	if err != nil {
