@@ -502,7 +502,7 @@ func (pl *Pipeline) release(p *Prepared) {
 	}
 	id := p.Reserve.GetReservationId()
 	p.Reserve = nil
-	pl.background(func(ctx context.Context) {
+	pl.background(context.Background(), func(ctx context.Context) {
 		if _, err := pl.p.Limiter.Release(ctx, &ratelimitv1.ReleaseRequest{ReservationId: id}); err != nil {
 			pl.log.WarnContext(ctx, "release reservation failed; it expires on its own", "err", err.Error())
 		}
@@ -552,16 +552,18 @@ func (pl *Pipeline) finish(ctx context.Context, p *Prepared, o outcome) (int64, 
 		}
 		return cost, nil
 	}
-	pl.background(func(ctx context.Context) { _, _ = work(ctx) })
+	pl.background(ctx, func(ctx context.Context) { _, _ = work(ctx) })
 	return 0, nil
 }
 
 // background runs fn after the answer, tracked so that Shutdown waits for it.
-func (pl *Pipeline) background(fn func(ctx context.Context)) {
+// It keeps the request context's values (trace, logging) but not its
+// cancellation: the client may be gone before the record is written.
+func (pl *Pipeline) background(parent context.Context, fn func(ctx context.Context)) {
 	pl.bg.Add(1)
 	go func() {
 		defer pl.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 		defer cancel()
 		fn(ctx)
 	}()
@@ -586,7 +588,7 @@ func (pl *Pipeline) audit(ctx context.Context, p *Prepared, decision auditv1.Dec
 		_ = pl.record(context.WithoutCancel(ctx), ev)
 		return
 	}
-	pl.background(func(ctx context.Context) { _ = pl.record(ctx, ev) })
+	pl.background(ctx, func(ctx context.Context) { _ = pl.record(ctx, ev) })
 }
 
 func (pl *Pipeline) record(ctx context.Context, ev *auditv1.AuditEvent) error {
