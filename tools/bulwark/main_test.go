@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,10 +29,18 @@ func buildBinary(t *testing.T) string {
 }
 
 type running struct {
-	cmd    *exec.Cmd
-	stdout strings.Builder
-	lines  chan string
-	done   chan error
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	out   strings.Builder
+	lines chan string
+	done  chan error
+}
+
+// stdout is what the process printed so far.
+func (r *running) stdout() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
 }
 
 // serveBinary starts `bulwark` with env and waits for its banner.
@@ -54,7 +63,9 @@ func serveBinary(t *testing.T, bin string, env []string) *running {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			r.stdout.WriteString(sc.Text() + "\n")
+			r.mu.Lock()
+			r.out.WriteString(sc.Text() + "\n")
+			r.mu.Unlock()
 			select {
 			case r.lines <- sc.Text():
 			default:
@@ -126,9 +137,9 @@ func TestBinary_FirstStartPrintsAdminKey_DemoVerifies_RestartKeepsState(t *testi
 	}
 
 	first := serveBinary(t, bin, env)
-	m := adminKeyLine.FindStringSubmatch(first.stdout.String())
+	m := adminKeyLine.FindStringSubmatch(first.stdout())
 	if m == nil {
-		t.Fatalf("no admin key in the banner:\n%s", first.stdout.String())
+		t.Fatalf("no admin key in the banner:\n%s", first.stdout())
 	}
 	adminKey := m[1]
 	demo := func() string {
@@ -159,8 +170,8 @@ func TestBinary_FirstStartPrintsAdminKey_DemoVerifies_RestartKeepsState(t *testi
 	first.stop(t)
 
 	second := serveBinary(t, bin, env)
-	if adminKeyLine.MatchString(second.stdout.String()) || !strings.Contains(second.stdout.String(), "already created") {
-		t.Errorf("second start banner:\n%s", second.stdout.String())
+	if adminKeyLine.MatchString(second.stdout()) || !strings.Contains(second.stdout(), "already created") {
+		t.Errorf("second start banner:\n%s", second.stdout())
 	}
 	if out := demo(); !strings.Contains(out, "VERIFIED") {
 		t.Errorf("the tour after a restart:\n%s", out)
