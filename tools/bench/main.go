@@ -22,6 +22,7 @@ import (
 
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/chat"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/load"
+	"github.com/bulwarkhq/bulwark/tools/bench/internal/procstat"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/report"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/targets"
 )
@@ -180,21 +181,37 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 	}
 	slice := c.duration / time.Duration(c.slices)
 	dOut, gOut := load.Empty(), load.Empty()
-	var dActive, gActive time.Duration
+	var dActive, gActive, dCPU, gCPU time.Duration
+	// cpu measures the CPU time the processes this run started used during fn.
+	cpu := func(fn func()) time.Duration {
+		before, err1 := procstat.DescendantsCPU(os.Getpid())
+		fn()
+		after, err2 := procstat.DescendantsCPU(os.Getpid())
+		if err1 != nil || err2 != nil {
+			return 0
+		}
+		return after - before
+	}
 	for i := 0; i < c.slices && ctx.Err() == nil; i++ {
 		if direct != nil {
 			t0 := time.Now()
-			dOut.Merge(load.Run(ctx, plan(slice, c.rate), direct.Do))
+			dCPU += cpu(func() { dOut.Merge(load.Run(ctx, plan(slice, c.rate), direct.Do)) })
 			dActive += time.Since(t0)
 		}
 		t0 := time.Now()
-		gOut.Merge(load.Run(ctx, plan(slice, c.rate), gw.Do))
+		gCPU += cpu(func() { gOut.Merge(load.Run(ctx, plan(slice, c.rate), gw.Do)) })
 		gActive += time.Since(t0)
 		log.Info("slice done", "slice", i+1, "of", c.slices)
 	}
 	res.Gateway = report.FromOutcome("gateway", tg.GatewayURL, gOut, c.stream, gActive)
+	res.Gateway.SetCPU(gCPU)
 	if direct != nil {
 		d := report.FromOutcome("direct", tg.DirectURL, dOut, c.stream, dActive)
+		d.SetCPU(dCPU)
+		if d.CPUPerCallUS > 0 || res.Gateway.CPUPerCallUS > 0 {
+			v := res.Gateway.CPUPerCallUS - d.CPUPerCallUS
+			res.AddedCPUPerCallUS = &v
+		}
 		res.Direct = &d
 		a := load.Added(res.Gateway.Total, d.Total)
 		res.Added = &a

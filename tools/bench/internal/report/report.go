@@ -27,8 +27,19 @@ type Side struct {
 	Total      load.Summary     `json:"total"`
 	TTFT       *load.Summary    `json:"ttft,omitempty"`
 	// GeneratorLagP99US is how late the generator started requests at p99 (µs).
-	GeneratorLagP99US int64 `json:"generator_lag_p99_us"`
+	GeneratorLagP99US int64   `json:"generator_lag_p99_us"`
 	AchievedRate      float64 `json:"achieved_rate"`
+	// CPUPerCallUS is the CPU time (user+system) of every process the run
+	// started (system under test, simulator, Redis/NATS/Vault children), divided
+	// by the requests sent on this side; 0 when not measured (URL target).
+	CPUPerCallUS float64 `json:"cpu_per_call_us,omitempty"`
+}
+
+// SetCPU records the CPU time the run's processes used during this side's slices.
+func (s *Side) SetCPU(cpu time.Duration) {
+	if s.Sent > 0 && cpu > 0 {
+		s.CPUPerCallUS = float64(cpu.Microseconds()) / float64(s.Sent)
+	}
 }
 
 // FromOutcome summarizes a run.
@@ -50,21 +61,23 @@ func FromOutcome(name, url string, o *load.Outcome, stream bool, active time.Dur
 
 // Result is a whole run.
 type Result struct {
-	Target     string             `json:"target"`
-	Stream     bool               `json:"stream"`
-	Rate       float64            `json:"rate"`
-	Duration   string             `json:"duration_per_side"`
-	Slices     int                `json:"slices"`
-	Model      string             `json:"model"`
-	PromptByte int                `json:"prompt_bytes"`
-	Started    time.Time          `json:"started"`
-	Direct     *Side              `json:"direct,omitempty"`
-	Gateway    Side               `json:"gateway"`
-	Added      *load.Summary      `json:"added_total,omitempty"`
-	AddedTTFT  *load.Summary      `json:"added_ttft,omitempty"`
-	Search     *load.SearchResult `json:"max_rate_search,omitempty"`
-	SearchSLO  string             `json:"max_rate_slo,omitempty"`
-	Notes      []string           `json:"notes"`
+	Target     string        `json:"target"`
+	Stream     bool          `json:"stream"`
+	Rate       float64       `json:"rate"`
+	Duration   string        `json:"duration_per_side"`
+	Slices     int           `json:"slices"`
+	Model      string        `json:"model"`
+	PromptByte int           `json:"prompt_bytes"`
+	Started    time.Time     `json:"started"`
+	Direct     *Side         `json:"direct,omitempty"`
+	Gateway    Side          `json:"gateway"`
+	Added      *load.Summary `json:"added_total,omitempty"`
+	AddedTTFT  *load.Summary `json:"added_ttft,omitempty"`
+	// AddedCPUPerCallUS is gateway minus direct CPU per call (µs).
+	AddedCPUPerCallUS *float64           `json:"added_cpu_per_call_us,omitempty"`
+	Search            *load.SearchResult `json:"max_rate_search,omitempty"`
+	SearchSLO         string             `json:"max_rate_slo,omitempty"`
+	Notes             []string           `json:"notes"`
 }
 
 // JSON writes r as indented JSON.
@@ -121,6 +134,9 @@ func Table(w io.Writer, r *Result) {
 			continue
 		}
 		fmt.Fprintf(w, "%s: achieved %.0f req/s, generator lag p99 %s ms", s.Name, s.AchievedRate, ms(s.GeneratorLagP99US))
+		if s.CPUPerCallUS > 0 {
+			fmt.Fprintf(w, ", CPU per call %.0f µs", s.CPUPerCallUS)
+		}
 		if len(s.ErrorKinds) > 0 {
 			keys := make([]string, 0, len(s.ErrorKinds))
 			for k := range s.ErrorKinds {
@@ -133,6 +149,9 @@ func Table(w io.Writer, r *Result) {
 			}
 		}
 		fmt.Fprintln(w)
+	}
+	if r.AddedCPUPerCallUS != nil {
+		fmt.Fprintf(w, "ADDED CPU per call: %.0f µs (all processes the run started; CPU time does not depend on how busy the machine is)\n", *r.AddedCPUPerCallUS)
 	}
 	if r.Search != nil {
 		fmt.Fprintf(w, "\nhighest rate held through the gateway with %s (no errors):", r.SearchSLO)

@@ -6,8 +6,8 @@ package targets
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +61,7 @@ type Options struct {
 	// nats-server for the run, because the audit stream a run leaves behind is
 	// signed with that run's Vault key and would not verify under the next one.
 	NATSURL string
-	Logger             *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Start builds and starts the target and provisions the bench principal and policy.
