@@ -95,7 +95,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}
-	goBG(t, ctx, aud.Run)
+	goBG(t, ctx, cancel, aud.Run)
 
 	red, err := redaction.New(redaction.Params{Config: config[redaction.Config](t), Logger: log, HandlerOptions: opts})
 	if err != nil {
@@ -107,7 +107,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatalf("ratelimit: %v", err)
 	}
-	goBG(t, ctx, rl.Run)
+	goBG(t, ctx, cancel, rl.Run)
 
 	s := sim.New(sim.Params{})
 	for _, prov := range []string{"openai", "anthropic", "azure"} {
@@ -140,7 +140,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	goBG(t, ctx, func(ctx context.Context) error { gw.Run(ctx); return nil })
+	goBG(t, ctx, cancel, func(ctx context.Context) error { gw.Run(ctx); return nil })
 
 	boot, err := idn.Bootstrap(ctx, identity.BootstrapParams{})
 	if err != nil || boot.Secret == "" {
@@ -164,7 +164,8 @@ func startStack(t *testing.T) *stack {
 		Identity: identityv1connect.NewIdentityServiceClient(hc, url)}
 }
 
-func goBG(t *testing.T, ctx context.Context, f func(context.Context) error) {
+// goBG runs a service's background loop until the test ends (cleanup cancels ctx, then waits).
+func goBG(t *testing.T, ctx context.Context, cancel context.CancelFunc, f func(context.Context) error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -172,7 +173,7 @@ func goBG(t *testing.T, ctx context.Context, f func(context.Context) error) {
 			t.Errorf("background task: %v", err)
 		}
 	}()
-	t.Cleanup(func() { <-done })
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // ctl runs bulwarkctl in-process against the stack as key; it returns stdout,
