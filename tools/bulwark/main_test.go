@@ -187,4 +187,3 @@ func section(s, from, to string) string {
 	}
 	return s[i:j]
 }
-
