@@ -181,25 +181,28 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 	}
 	slice := c.duration / time.Duration(c.slices)
 	dOut, gOut := load.Empty(), load.Empty()
-	var dActive, gActive, dCPU, gCPU time.Duration
-	// cpu measures the CPU time the processes this run started used during fn.
-	cpu := func(fn func()) time.Duration {
-		before, err1 := procstat.DescendantsCPU(os.Getpid())
+	var dActive, gActive time.Duration
+	dCPU, gCPU := map[string]time.Duration{}, map[string]time.Duration{}
+	// cpu adds the CPU time the processes this run started used during fn to into.
+	cpu := func(into map[string]time.Duration, fn func()) {
+		before, err1 := procstat.DescendantsCPUByName(os.Getpid())
 		fn()
-		after, err2 := procstat.DescendantsCPU(os.Getpid())
+		after, err2 := procstat.DescendantsCPUByName(os.Getpid())
 		if err1 != nil || err2 != nil {
-			return 0
+			return
 		}
-		return after - before
+		for name, v := range after {
+			into[name] += v - before[name]
+		}
 	}
 	for i := 0; i < c.slices && ctx.Err() == nil; i++ {
 		if direct != nil {
 			t0 := time.Now()
-			dCPU += cpu(func() { dOut.Merge(load.Run(ctx, plan(slice, c.rate), direct.Do)) })
+			cpu(dCPU, func() { dOut.Merge(load.Run(ctx, plan(slice, c.rate), direct.Do)) })
 			dActive += time.Since(t0)
 		}
 		t0 := time.Now()
-		gCPU += cpu(func() { gOut.Merge(load.Run(ctx, plan(slice, c.rate), gw.Do)) })
+		cpu(gCPU, func() { gOut.Merge(load.Run(ctx, plan(slice, c.rate), gw.Do)) })
 		gActive += time.Since(t0)
 		log.Info("slice done", "slice", i+1, "of", c.slices)
 	}

@@ -18,6 +18,7 @@ const clockTick = 10 * time.Millisecond
 var ErrUnsupported = errors.New("procstat: /proc not available")
 
 type stat struct {
+	name string
 	ppid int
 	cpu  time.Duration
 }
@@ -26,7 +27,8 @@ type stat struct {
 func parse(s string) (stat, bool) {
 	// comm (field 2) may hold spaces and parentheses: fields start after the last ')'.
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
+	j := strings.IndexByte(s, '(')
+	if i < 0 || j < 0 || j > i {
 		return stat{}, false
 	}
 	f := strings.Fields(s[i+1:])
@@ -40,15 +42,25 @@ func parse(s string) (stat, bool) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return stat{}, false
 	}
-	return stat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick}, true
+	return stat{name: s[j+1 : i], ppid: ppid, cpu: time.Duration(ut+st) * clockTick}, true
 }
 
 // DescendantsCPU is the CPU time (user+system) used so far by every living
 // descendant of process root.
 func DescendantsCPU(root int) (time.Duration, error) {
+	by, err := DescendantsCPUByName(root)
+	var total time.Duration
+	for _, v := range by {
+		total += v
+	}
+	return total, err
+}
+
+// DescendantsCPUByName is DescendantsCPU split by process name (comm).
+func DescendantsCPUByName(root int) (map[string]time.Duration, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, ErrUnsupported
+		return nil, ErrUnsupported
 	}
 	all := map[int]stat{}
 	for _, e := range ents {
@@ -67,12 +79,12 @@ func DescendantsCPU(root int) (time.Duration, error) {
 	return sumDescendants(root, all), nil
 }
 
-func sumDescendants(root int, all map[int]stat) time.Duration {
+func sumDescendants(root int, all map[int]stat) map[string]time.Duration {
 	children := map[int][]int{}
 	for pid, st := range all {
 		children[st.ppid] = append(children[st.ppid], pid)
 	}
-	var total time.Duration
+	total := map[string]time.Duration{}
 	stack := append([]int(nil), children[root]...)
 	seen := map[int]bool{}
 	for len(stack) > 0 {
@@ -82,7 +94,7 @@ func sumDescendants(root int, all map[int]stat) time.Duration {
 			continue
 		}
 		seen[pid] = true
-		total += all[pid].cpu
+		total[all[pid].name] += all[pid].cpu
 		stack = append(stack, children[pid]...)
 	}
 	return total

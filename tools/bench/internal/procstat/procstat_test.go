@@ -10,7 +10,7 @@ import (
 func TestParse_ReadsPPIDAndCPUPastACommWithSpacesAndParens(t *testing.T) {
 	line := "4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 8 0 1000 0 0"
 	st, ok := parse(line)
-	if !ok || st.ppid != 17 || st.cpu != 281*clockTick {
+	if !ok || st.ppid != 17 || st.cpu != 281*clockTick || st.name != "my (odd) proc" {
 		t.Fatalf("got %+v %v; want ppid 17, cpu 281 ticks", st, ok)
 	}
 	if _, ok := parse("garbage"); ok {
@@ -20,13 +20,15 @@ func TestParse_ReadsPPIDAndCPUPastACommWithSpacesAndParens(t *testing.T) {
 
 func TestSumDescendants_CountsTheWholeTreeOnly(t *testing.T) {
 	all := map[int]stat{
-		10: {ppid: 1, cpu: time.Second},      // root itself: not counted
-		11: {ppid: 10, cpu: 2 * time.Second}, // child
-		12: {ppid: 11, cpu: 3 * time.Second}, // grandchild (e.g. the Vault an all-in-one starts)
-		13: {ppid: 1, cpu: 7 * time.Second},  // unrelated
+		10: {name: "bench", ppid: 1, cpu: time.Second},        // root itself: not counted
+		11: {name: "bulwark", ppid: 10, cpu: 2 * time.Second}, // child
+		12: {name: "vault", ppid: 11, cpu: 3 * time.Second},   // grandchild (the Vault an all-in-one starts)
+		14: {name: "vault", ppid: 10, cpu: 4 * time.Second},   // another of the same name
+		13: {name: "other", ppid: 1, cpu: 7 * time.Second},    // unrelated
 	}
-	if got := sumDescendants(10, all); got != 5*time.Second {
-		t.Fatalf("got %v, want 5s", got)
+	got := sumDescendants(10, all)
+	if len(got) != 2 || got["bulwark"] != 2*time.Second || got["vault"] != 7*time.Second {
+		t.Fatalf("got %v, want bulwark 2s, vault 7s", got)
 	}
 }
 

@@ -33,12 +33,25 @@ type Side struct {
 	// started (system under test, simulator, Redis/NATS/Vault children), divided
 	// by the requests sent on this side; 0 when not measured (URL target).
 	CPUPerCallUS float64 `json:"cpu_per_call_us,omitempty"`
+	// CPUPerCallByProcessUS splits CPUPerCallUS by process name.
+	CPUPerCallByProcessUS map[string]float64 `json:"cpu_per_call_by_process_us,omitempty"`
 }
 
-// SetCPU records the CPU time the run's processes used during this side's slices.
-func (s *Side) SetCPU(cpu time.Duration) {
-	if s.Sent > 0 && cpu > 0 {
-		s.CPUPerCallUS = float64(cpu.Microseconds()) / float64(s.Sent)
+// SetCPU records the CPU time (by process name) the run's processes used during this side's slices.
+func (s *Side) SetCPU(cpu map[string]time.Duration) {
+	if s.Sent == 0 {
+		return
+	}
+	for name, d := range cpu {
+		if d <= 0 {
+			continue
+		}
+		if s.CPUPerCallByProcessUS == nil {
+			s.CPUPerCallByProcessUS = map[string]float64{}
+		}
+		v := float64(d.Microseconds()) / float64(s.Sent)
+		s.CPUPerCallByProcessUS[name] = v
+		s.CPUPerCallUS += v
 	}
 }
 
@@ -135,7 +148,19 @@ func Table(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "%s: achieved %.0f req/s, generator lag p99 %s ms", s.Name, s.AchievedRate, ms(s.GeneratorLagP99US))
 		if s.CPUPerCallUS > 0 {
-			fmt.Fprintf(w, ", CPU per call %.0f µs", s.CPUPerCallUS)
+			fmt.Fprintf(w, ", CPU per call %.0f µs (", s.CPUPerCallUS)
+			names := make([]string, 0, len(s.CPUPerCallByProcessUS))
+			for n := range s.CPUPerCallByProcessUS {
+				names = append(names, n)
+			}
+			sort.Slice(names, func(i, j int) bool { return s.CPUPerCallByProcessUS[names[i]] > s.CPUPerCallByProcessUS[names[j]] })
+			for i, n := range names {
+				if i > 0 {
+					fmt.Fprint(w, ", ")
+				}
+				fmt.Fprintf(w, "%s %.0f", n, s.CPUPerCallByProcessUS[n])
+			}
+			fmt.Fprint(w, ")")
 		}
 		if len(s.ErrorKinds) > 0 {
 			keys := make([]string, 0, len(s.ErrorKinds))
