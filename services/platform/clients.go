@@ -11,6 +11,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	approle "github.com/hashicorp/vault/api/auth/approle"
+	kubernetes "github.com/hashicorp/vault/api/auth/kubernetes"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -164,8 +165,9 @@ func StartEmbeddedNATS(p EmbeddedNATSParams) (*server.Server, error) {
 	return srv, nil
 }
 
-// VaultConfig locates Vault and says how to log in: with a token, or with
-// AppRole (RoleID and SecretID).
+// VaultConfig locates Vault and says how to log in: with Kubernetes auth
+// (KubernetesRole, the pod's service-account token), with AppRole (RoleID and
+// SecretID), or with a token.
 type VaultConfig struct {
 	// Addr is Vault's URL.
 	Addr string `env:"ADDR" default:"http://127.0.0.1:8200"`
@@ -177,16 +179,23 @@ type VaultConfig struct {
 	SecretID Secret `env:"SECRET_ID"`
 	// AppRoleMount is where the AppRole auth method is mounted.
 	AppRoleMount string `env:"APPROLE_MOUNT" default:"approle"`
+	// KubernetesRole logs in with the Kubernetes auth method as this role.
+	KubernetesRole string `env:"KUBERNETES_ROLE"`
+	// KubernetesMount is where the Kubernetes auth method is mounted.
+	KubernetesMount string `env:"KUBERNETES_MOUNT" default:"kubernetes"`
+	// KubernetesTokenPath is the service-account token file; empty means the standard projected path.
+	KubernetesTokenPath string `env:"KUBERNETES_TOKEN_PATH"`
 	// Namespace is the Vault Enterprise namespace, if any.
 	Namespace string `env:"NAMESPACE"`
 }
 
 // ErrNoVaultCredentials reports a VaultConfig with neither a token nor AppRole.
-var ErrNoVaultCredentials = errors.New("vault: set a token or an AppRole role id and secret id")
+var ErrNoVaultCredentials = errors.New("vault: set a Kubernetes role, an AppRole role id and secret id, or a token")
 
-// NewVault returns a logged-in Vault client. With AppRole it keeps the token
-// alive until ctx is done: it renews the token while it can and logs in again
-// when it no longer can, so a long-running service never holds a dead token.
+// NewVault returns a logged-in Vault client. With Kubernetes auth or AppRole it
+// keeps the token alive until ctx is done: it renews the token while it can and
+// logs in again when it no longer can, so a long-running service never holds a
+// dead token.
 func NewVault(ctx context.Context, cfg VaultConfig, log *slog.Logger) (*vault.Client, error) {
 	vc := vault.DefaultConfig()
 	vc.Address = cfg.Addr
@@ -199,8 +208,8 @@ func NewVault(ctx context.Context, cfg VaultConfig, log *slog.Logger) (*vault.Cl
 		c.SetNamespace(cfg.Namespace)
 	}
 	switch {
-	case cfg.RoleID != "" && cfg.SecretID != "":
-		secret, err := appRoleLogin(ctx, c, cfg)
+	case cfg.KubernetesRole != "" || (cfg.RoleID != "" && cfg.SecretID != ""):
+		secret, err := vaultLogin(ctx, c, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -216,17 +225,32 @@ func NewVault(ctx context.Context, cfg VaultConfig, log *slog.Logger) (*vault.Cl
 	return c, nil
 }
 
-func appRoleLogin(ctx context.Context, c *vault.Client, cfg VaultConfig) (*vault.Secret, error) {
-	auth, err := approle.NewAppRoleAuth(cfg.RoleID, &approle.SecretID{FromString: cfg.SecretID.Reveal()}, approle.WithMountPath(cfg.AppRoleMount))
-	if err != nil {
-		return nil, fmt.Errorf("vault approle: %w", err)
+func vaultLogin(ctx context.Context, c *vault.Client, cfg VaultConfig) (*vault.Secret, error) {
+	var (
+		method vault.AuthMethod
+		name   string
+		err    error
+	)
+	if cfg.KubernetesRole != "" {
+		name = "kubernetes"
+		opts := []kubernetes.LoginOption{kubernetes.WithMountPath(cfg.KubernetesMount)}
+		if cfg.KubernetesTokenPath != "" {
+			opts = append(opts, kubernetes.WithServiceAccountTokenPath(cfg.KubernetesTokenPath))
+		}
+		method, err = kubernetes.NewKubernetesAuth(cfg.KubernetesRole, opts...)
+	} else {
+		name = "approle"
+		method, err = approle.NewAppRoleAuth(cfg.RoleID, &approle.SecretID{FromString: cfg.SecretID.Reveal()}, approle.WithMountPath(cfg.AppRoleMount))
 	}
-	secret, err := c.Auth().Login(ctx, auth)
 	if err != nil {
-		return nil, fmt.Errorf("vault approle login: %w", err)
+		return nil, fmt.Errorf("vault %s: %w", name, err)
+	}
+	secret, err := c.Auth().Login(ctx, method)
+	if err != nil {
+		return nil, fmt.Errorf("vault %s login: %w", name, err)
 	}
 	if secret == nil || secret.Auth == nil {
-		return nil, errors.New("vault approle login: no auth info returned")
+		return nil, fmt.Errorf("vault %s login: no auth info returned", name)
 	}
 	return secret, nil
 }
@@ -245,7 +269,7 @@ func keepVaultLogin(ctx context.Context, c *vault.Client, cfg VaultConfig, secre
 		}
 		w.Stop()
 		for ctx.Err() == nil {
-			secret, err = appRoleLogin(ctx, c, cfg)
+			secret, err = vaultLogin(ctx, c, cfg)
 			if err == nil {
 				break
 			}
