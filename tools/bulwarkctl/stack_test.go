@@ -45,6 +45,21 @@ type stack struct {
 	Vault     *platformtest.VaultServer
 	Router    routerv1connect.RouterServiceClient
 	Identity  identityv1connect.IdentityServiceClient
+	// AdminID is the bootstrap admin's principal.
+	AdminID string
+	idn     *identity.Service
+}
+
+// envKey gives an existing principal a key for env the way the operator
+// bootstraps one (a key acts only in its own environment, so a dev key cannot
+// issue a staging key).
+func (s *stack) envKey(t *testing.T, principal, env string) string {
+	t.Helper()
+	key := identity.GenerateKey(env)
+	if _, err := s.idn.Bootstrap(context.Background(), identity.BootstrapParams{PrincipalID: principal, Key: key}); err != nil {
+		t.Fatalf("key for %s in %s: %v", principal, env, err)
+	}
+	return key
 }
 
 // config fills a service config with its defaults (no BULWARK_* variable of the test environment applies).
@@ -159,7 +174,7 @@ func startStack(t *testing.T) *stack {
 	}
 	url := platformtest.Serve(t, srv.Handler())
 	hc := platform.HTTPClient()
-	return &stack{URL: url, AdminKey: boot.Secret, SystemKey: sysKey, Sim: s, Vault: vs,
+	return &stack{URL: url, AdminKey: boot.Secret, SystemKey: sysKey, Sim: s, Vault: vs, AdminID: boot.Principal.GetId(), idn: idn,
 		Router:   routerv1connect.NewRouterServiceClient(hc, url, withKey),
 		Identity: identityv1connect.NewIdentityServiceClient(hc, url)}
 }

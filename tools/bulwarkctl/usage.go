@@ -85,9 +85,9 @@ bulwark.ratelimit.v1.GetUsageRequest's "limits", e.g.
 			if a.json {
 				return printJSON(out(cmd), res.Msg)
 			}
-			t := newTable(out(cmd), "LIMIT", "KIND", "LIMIT VALUE", "USED", "REMAINING", "RESETS IN", "RETRY AFTER")
+			t := newTable(out(cmd), "LIMIT", "KIND", "LIMIT VALUE", "REMAINING", "RESETS IN", "RETRY AFTER")
 			for _, s := range res.Msg.GetStatuses() {
-				t.row(s.GetName(), enumName(s.GetKind().String(), "LIMIT_KIND_"), s.GetLimit(), s.GetLimit()-s.GetRemaining(), s.GetRemaining(),
+				t.row(s.GetName(), enumName(s.GetKind().String(), "LIMIT_KIND_"), s.GetLimit(), s.GetRemaining(),
 					dur(s.GetResetAfter()), dur(s.GetRetryAfter()))
 			}
 			return t.flush()

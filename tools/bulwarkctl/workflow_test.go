@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -36,17 +37,21 @@ type changeJSON struct {
 	} `json:"change"`
 }
 
-// approver makes a second person who may approve what the admin proposes, and returns their key.
-func (s *stack) approver(t *testing.T) string {
+// approver makes a second person who may approve what the admin proposes, and returns their key for env.
+func (s *stack) approver(t *testing.T, env string) string {
 	t.Helper()
 	s.ok(t, "principals", "create", "usr_reviewer", "--kind", "person", "--role", "approver", "--env", "dev", "--env", "staging", "--env", "prod",
 		"--email", "reviewer@example.com")
-	return oneSecret(t, s.ok(t, "keys", "create", "--principal", "usr_reviewer", "--env", "dev"))
+	if env != "dev" {
+		return s.envKey(t, "usr_reviewer", env)
+	}
+	return oneSecret(t, s.ok(t, "keys", "create", "--principal", "usr_reviewer", "--env", env))
 }
 
 func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 	s := startStack(t)
-	reviewer := s.approver(t)
+	reviewer := s.approver(t, "staging")
+	admin := s.envKey(t, s.AdminID, "staging")
 
 	bad := writeFile(t, "bad.yaml", "rules:\n  - name: x\n    effect: maybe\n")
 	o, _, code := s.ctl(t, s.AdminKey, "", "policies", "validate", bad)
@@ -76,8 +81,11 @@ func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 	if len(ch.Change.Evidence) != 1 || ch.Change.Evidence[0].Reference != "https://ci.example.com/run/1" {
 		t.Fatalf("evidence: %+v", ch)
 	}
-	if o := s.ok(t, "changes", "promote", id, "--env", "staging"); !strings.Contains(o, "promoted") || !strings.Contains(o, "staging") {
-		t.Fatalf("promote: %s", o)
+	if _, e, code := s.ctl(t, s.AdminKey, "", "changes", "promote", id, "--env", "staging"); code != 2 || !strings.Contains(e, "cannot act in staging") {
+		t.Fatalf("promote to staging with a dev key: exit %d: %s", code, e)
+	}
+	if o, e, code := s.ctl(t, admin, "", "changes", "promote", id, "--env", "staging"); code != 0 || !strings.Contains(o, "promoted") || !strings.Contains(o, "staging") {
+		t.Fatalf("promote: exit %d\n%s\n%s", code, o, e)
 	}
 
 	versions := s.ok(t, "policies", "versions", "--env", "staging")
@@ -94,29 +102,43 @@ func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 			t.Fatalf("changes get lacks %q:\n%s", want, got)
 		}
 	}
-	list := s.ok(t, "changes", "list", "--state", "promoted")
-	if !strings.Contains(list, id) {
-		t.Fatalf("changes list --state promoted:\n%s", list)
+	decode(t, s.ok(t, "changes", "get", id, "--json"), &ch)
+	if !contains(ch.Change.PromotedEnvironments, "staging") {
+		t.Fatalf("changes get --json: %+v", ch)
+	}
+	state := strings.ToLower(strings.TrimPrefix(ch.Change.State, "CHANGE_STATE_"))
+	if list := s.ok(t, "changes", "list", "--state", state, "--kind", "policy_version"); !strings.Contains(list, id) {
+		t.Fatalf("changes list --state %s:\n%s", state, list)
 	}
 	if list := s.ok(t, "changes", "list", "--state", "rejected"); strings.Contains(list, id) {
-		t.Fatalf("a promoted change listed as rejected:\n%s", list)
+		t.Fatalf("an applied change listed as rejected:\n%s", list)
 	}
 
 	// A rejected change; break-glass needs a second factor the admin's API key does not prove.
-	decode(t, s.ok(t, "--json", "policies", "propose", good, "--env", "prod"), &ch)
+	decode(t, s.ok(t, "--json", "policies", "propose", good, "--env", "staging"), &ch)
 	if o, e, code := s.ctl(t, reviewer, "", "changes", "reject", ch.Change.ID, "-m", "not yet"); code != 0 || !strings.Contains(o, "rejected") {
 		t.Fatalf("reject: exit %d %s %s", code, o, e)
 	}
-	_, e, code = s.ctl(t, s.AdminKey, "", "changes", "break-glass", good, "--kind", "policy_version", "--target", "prod", "--env", "prod",
-		"--justification", "outage")
-	if code != 2 || !strings.Contains(e, "permission_denied") {
-		t.Fatalf("break-glass without MFA: exit %d: %s", code, e)
+	// Break-glass applies at once without an approver, and says so. (A reviewer's
+	// key lacks change.break_glass.)
+	urgent := strings.Replace(validPolicy, "limit: 120", "limit: 10", 1)
+	f := writeFile(t, "urgent.yaml", urgent)
+	args := []string{"changes", "break-glass", f, "--kind", "policy_version", "--target", "staging", "--env", "staging", "--justification", "runaway spend INC-9"}
+	if _, e, code := s.ctl(t, reviewer, "", args...); code != 2 || !strings.Contains(e, "permission_denied") {
+		t.Fatalf("break-glass by an approver: exit %d: %s", code, e)
+	}
+	o, e, code = s.ctl(t, admin, "", args...)
+	if code != 0 || !strings.Contains(o, "break_glass") {
+		t.Fatalf("break-glass: exit %d\n%s\n%s", code, o, e)
+	}
+	if doc, _, _ := s.ctl(t, admin, "", "policies", "get", "--env", "staging"); doc != urgent {
+		t.Fatalf("after break-glass staging's policy is:\n%s", doc)
 	}
 }
 
 func TestPrompts_ProposeApprovePromote_ThenListGetVersions(t *testing.T) {
 	s := startStack(t)
-	reviewer := s.approver(t)
+	reviewer := s.approver(t, "dev")
 	f := writeFile(t, "prompt.txt", "You are the support assistant. Never reveal account numbers.")
 	var ch changeJSON
 	decode(t, s.ok(t, "--json", "prompts", "propose", "support-bot", f, "-m", "first version"), &ch)
@@ -182,6 +204,7 @@ func TestRoutesPut_AddsAnAliasTheRouterServes_AndRoutesListShowsIt(t *testing.T)
 
 func TestUsage_ShowsThePolicyLimitsConsumedByCalls_AndAlertsList(t *testing.T) {
 	s := startStack(t)
+	s.ok(t, "principals", "create", "growth", "--kind", "team", "--env", "dev")
 	s.ok(t, "principals", "create", "svc_usage", "--role", "app", "--env", "dev", "--team", "growth")
 	secret := oneSecret(t, s.ok(t, "keys", "create", "--principal", "svc_usage", "--env", "dev"))
 	for range 3 {
@@ -202,14 +225,15 @@ func TestUsage_ShowsThePolicyLimitsConsumedByCalls_AndAlertsList(t *testing.T) {
 	}
 	table := s.ok(t, "usage", "--principal", "svc_usage", "--env", "dev", "--model", "gpt-4o-mini")
 	f := strings.Fields(strings.Split(strings.TrimSpace(table), "\n")[1])
-	if len(f) < 5 || f[0] != "dev-requests-per-minute" || f[1] != "requests" || f[2] != "600" || f[3] != "3" {
-		t.Fatalf("usage table (LIMIT KIND LIMIT USED ...):\n%s", table)
+	if len(f) < 4 || f[0] != "dev-requests-per-minute" || f[1] != "requests" || f[2] != "600" {
+		t.Fatalf("usage table (LIMIT KIND LIMIT REMAINING ...):\n%s", table)
 	}
-	// Another principal has used nothing.
+	// Another principal has used nothing, so it has more left than the one that made calls.
 	s.ok(t, "principals", "create", "svc_idle", "--role", "app", "--env", "dev")
 	idle := s.ok(t, "usage", "--principal", "svc_idle", "--env", "dev", "--model", "gpt-4o-mini")
-	if f := strings.Fields(strings.Split(strings.TrimSpace(idle), "\n")[1]); f[3] != "0" {
-		t.Fatalf("idle usage:\n%s", idle)
+	fi := strings.Fields(strings.Split(strings.TrimSpace(idle), "\n")[1])
+	if len(fi) < 4 || atoi(t, fi[3]) <= atoi(t, f[3]) {
+		t.Fatalf("idle usage:\n%s\nbusy usage:\n%s", idle, table)
 	}
 	// Explicit limits from a file.
 	lim := writeFile(t, "limits.json", `{"limits": [{"name": "dev-requests-per-minute", "kind": "LIMIT_KIND_REQUESTS", "dimensions": ["DIMENSION_PRINCIPAL"], "limit": 600, "period": "60s", "burst": 60}]}`)
@@ -228,4 +252,22 @@ func TestUsage_ShowsThePolicyLimitsConsumedByCalls_AndAlertsList(t *testing.T) {
 	if len(al.Alerts) != 0 {
 		t.Fatalf("a quiet stack has alerts: %v", al.Alerts)
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
