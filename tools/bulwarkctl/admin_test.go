@@ -47,12 +47,15 @@ func (s *stack) authenticates(t *testing.T, key string) bool {
 }
 
 // chat sends one OpenAI chat completion through the gateway's front door.
-func (s *stack) chat(t *testing.T, key, model string) (int, string) {
+func (s *stack) chat(t *testing.T, key, model string, header ...string) (int, string) {
 	t.Helper()
 	body := `{"model":"` + model + `","messages":[{"role":"user","content":"hello from the cli test"}]}`
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -168,11 +168,15 @@ func TestPrompts_ProposeApprovePromote_ThenListGetVersions(t *testing.T) {
 	if len(versions.Versions) != 1 || versions.Versions[0].Version != "1" {
 		t.Fatalf("versions: %+v", versions)
 	}
-	// The gateway serves the promoted prompt by reference.
+	// The gateway sends the promoted prompt to the provider when a call names it.
 	s.ok(t, "principals", "create", "svc_support", "--role", "app", "--env", "dev")
 	secret := oneSecret(t, s.ok(t, "keys", "create", "--principal", "svc_support", "--env", "dev"))
-	if code, _ := s.chat(t, secret, "gpt-4o-mini"); code != 200 {
+	if code, _ := s.chat(t, secret, "gpt-4o-mini", "x-bulwark-prompt", "support-bot@1"); code != 200 {
 		t.Fatalf("chat: %d", code)
+	}
+	reqs := s.Sim.Requests()
+	if len(reqs) == 0 || !strings.Contains(string(reqs[len(reqs)-1].Body), "Never reveal account numbers.") {
+		t.Fatal("the provider did not receive the promoted system prompt")
 	}
 }
 
