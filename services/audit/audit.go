@@ -21,6 +21,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is the audit service's configuration, read from BULWARK_AUDIT_* variables.
@@ -83,6 +84,9 @@ type Params struct {
 	// Registry, when set, receives the log's gauges (tree size, checkpoint size and age,
 	// dead letters).
 	Registry prometheus.Registerer
+	// TracerProvider, when set, continues each event's trace (W3C context in
+	// its NATS headers) with a consumer span as the event is ingested.
+	TracerProvider trace.TracerProvider
 }
 
 // Service is a ready audit service: mount Path/Handler, and call Run to ingest.
@@ -103,7 +107,7 @@ func New(ctx context.Context, p Params) (*Service, error) {
 		return nil, errors.New("audit: JetStream, Vault and Logger are required")
 	}
 	c := p.Config
-	store, err := jsstore.New(ctx, jsstore.Params{JS: p.JS, Retention: c.Retention, Duplicates: c.DuplicateWindow, Replicas: c.Replicas})
+	store, err := jsstore.New(ctx, jsstore.Params{JS: p.JS, Retention: c.Retention, Duplicates: c.DuplicateWindow, Replicas: c.Replicas, TracerProvider: p.TracerProvider})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/gateway/v1/gatewayv1connect"
 	"github.com/bulwarkhq/bulwark/services/gateway/internal/auditpub"
@@ -117,6 +118,10 @@ type Params struct {
 
 	// HandlerOptions are passed to the GatewayService handler, e.g. platform.HandlerOptions.
 	HandlerOptions []connect.HandlerOption
+	// TracerProvider, when set, starts a server span per OpenAI/Anthropic HTTP
+	// request (the Connect handler is traced through HandlerOptions); the audit
+	// event carries that trace in its NATS headers and trace_id.
+	TracerProvider trace.TracerProvider
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -179,7 +184,7 @@ func New(p Params) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.HTTP = api
+	g.HTTP = platform.TraceHTTP(p.TracerProvider, api)
 	impl, err := server.New(pl, p.Logger)
 	if err != nil {
 		return nil, err

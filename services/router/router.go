@@ -14,6 +14,8 @@ import (
 
 	"connectrpc.com/connect"
 	vault "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/platform"
@@ -69,6 +71,10 @@ type Params struct {
 	HandlerOptions []connect.HandlerOption
 	// HTTPClient overrides the client used to call providers (tests).
 	HTTPClient *http.Client
+	// TracerProvider, when set, records a client span for every provider call.
+	TracerProvider trace.TracerProvider
+	// Registerer, when set, receives the per-provider RED metrics and the breaker gauge.
+	Registerer prometheus.Registerer
 	// Actor names the caller of admin RPCs; nil reads the X-Bulwark-Actor header.
 	Actor func(ctx context.Context, h http.Header) (actor string, mfa bool)
 	// Now is the clock; nil means time.Now.
@@ -111,10 +117,14 @@ func New(p Params) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	pm, err := newProviderMetrics(p.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	src := keys.New(keys.Params{Store: keys.NewVaultStore(p.Vault, c.KeyMount), Logger: p.Logger, TTL: c.KeyTTL, PathPrefix: c.KeyPathPrefix, Now: p.Now})
 	rt, err := routing.New(routing.Params{
 		Catalog: cat, Keys: src, Logger: p.Logger, Now: p.Now,
-		Upstream: upstream.New(upstream.Params{HTTPClient: p.HTTPClient}),
+		Upstream: observeUpstream(upstream.New(upstream.Params{HTTPClient: p.HTTPClient}), p.TracerProvider, pm),
 		Breaker:  routing.BreakerSettings{ConsecutiveFailures: uint32(max(c.BreakerFailures, 0)), OpenFor: c.BreakerOpenFor},
 	})
 	if err != nil {

@@ -34,6 +34,11 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg audit.Config) error {
 	log.InfoContext(ctx, "starting audit", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "audit", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if cfg.NATS.Name == "" {
 		cfg.NATS.Name = "bulwark-audit"
 	}
@@ -47,7 +52,7 @@ func run(ctx context.Context, log *slog.Logger, cfg audit.Config) error {
 		return err
 	}
 	reg := platform.NewRegistry()
-	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)}
+	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}
 	if cfg.AuthDisabled {
 		log.WarnContext(ctx, "authentication disabled: every audit RPC is open")
 	} else {
@@ -62,7 +67,7 @@ func run(ctx context.Context, log *slog.Logger, cfg audit.Config) error {
 		}
 		ip.Auth = az.AuthFunc()
 	}
-	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(ip), Registry: reg})
+	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(ip), Registry: reg, TracerProvider: tp})
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,10 @@ import (
 
 	"github.com/bulwarkhq/bulwark/services/audit/internal/auditlog"
 	"github.com/bulwarkhq/bulwark/services/audit/internal/merklelog"
+	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Names of the JetStream assets.
@@ -41,6 +43,9 @@ type Params struct {
 	Duplicates time.Duration
 	// Replicas for every asset; 0 means 1.
 	Replicas int
+	// TracerProvider, when set, records a consumer span per ingested event in
+	// the trace its publisher put in the message headers.
+	TracerProvider trace.TracerProvider
 }
 
 // Store is the JetStream-backed audit store.
@@ -269,7 +274,8 @@ func (s *Store) PublishDeadLetters(ctx context.Context, dls []auditlog.OutMsg) e
 
 // Consumer is the durable pull consumer that feeds the tree.
 type Consumer struct {
-	c jetstream.Consumer
+	c  jetstream.Consumer
+	tp trace.TracerProvider
 }
 
 // Consumer (re)creates the durable consumer so that it starts at sequence from: the
@@ -288,7 +294,7 @@ func (s *Store) Consumer(ctx context.Context, from uint64) (auditlog.Source, err
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
 	}
-	return &Consumer{c: c}, nil
+	return &Consumer{c: c, tp: s.p.TracerProvider}, nil
 }
 
 // Fetch returns up to max messages, waiting at most wait for the first ones.
@@ -303,6 +309,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int, wait time.Duration) ([]au
 		if err != nil {
 			return out, fmt.Errorf("fetch: %w", err)
 		}
+		platform.ConsumeSpan(ctx, c.tp, "audit ingest "+m.Subject(), m.Headers())
 		out = append(out, auditlog.InMsg{RawRecord: auditlog.RawRecord{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp}, Ack: m.Ack})
 	}
 	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {

@@ -73,6 +73,11 @@ func (b streamBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 
 func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 	log.InfoContext(ctx, "starting gateway", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "gateway", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if cfg.NATS.Name == "" {
 		cfg.NATS.Name = "bulwark-gateway"
 	}
@@ -90,7 +95,12 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 		return err
 	}
 	hc := platform.HTTPClient()
-	opts := connect.WithInterceptors(streamBearer{cfg.ServiceToken})
+	traceOpts, err := platform.ClientOptions(tp)
+	if err != nil {
+		return err
+	}
+	// Tracing first, so each outgoing call carries the request's trace context.
+	opts := connect.WithClientOptions(append(traceOpts, connect.WithInterceptors(streamBearer{cfg.ServiceToken}))...)
 	router := routerv1connect.NewRouterServiceClient(hc, cfg.RouterURL, opts)
 	reg := platform.NewRegistry()
 	gw, err := gateway.New(gateway.Params{
@@ -103,7 +113,7 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 		Streamer:      gateway.StreamerFromClient(router),
 		Hasher:        hasher,
 		NATS:          nc, JS: js,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)}),
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}), TracerProvider: tp,
 	})
 	if err != nil {
 		return err

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
+
+	"github.com/bulwarkhq/bulwark/services/platform"
 )
 
 // Subjects events are published on.
@@ -201,7 +203,10 @@ func (p *Publisher) Record(ctx context.Context, ev *auditv1.AuditEvent) error {
 func (p *Publisher) publish(ctx context.Context, subj, id string, data []byte) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.p.AckTimeout)
 	defer cancel()
-	_, err := p.p.JS.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: data}, jetstream.WithMsgID(id))
+	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
+	// The consumer (audit) continues the request's trace from these headers.
+	platform.InjectTrace(ctx, msg.Header)
+	_, err := p.p.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 	return err
 }
 

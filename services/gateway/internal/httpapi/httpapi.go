@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bulwarkhq/bulwark/services/gateway/internal/llmjson"
 	"github.com/bulwarkhq/bulwark/services/gateway/internal/pipeline"
@@ -120,6 +121,10 @@ func clientIP(r *http.Request) string {
 }
 
 func traceID(r *http.Request) string {
+	// The gateway's own span (platform.TraceHTTP) continues any caller trace.
+	if sc := trace.SpanContextFromContext(r.Context()); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
 	// traceparent: version-traceid-parentid-flags
 	parts := strings.Split(r.Header.Get("traceparent"), "-")
 	if len(parts) == 4 && len(parts[1]) == 32 {

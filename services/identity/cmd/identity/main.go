@@ -40,6 +40,11 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg identity.Config, boot bootstrapConfig) error {
 	log.InfoContext(ctx, "starting identity", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "identity", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
 	if err != nil {
 		return err
@@ -51,7 +56,7 @@ func run(ctx context.Context, log *slog.Logger, cfg identity.Config, boot bootst
 	}
 	reg := platform.NewRegistry()
 	svc, err := identity.New(ctx, identity.Params{Config: cfg, Logger: log, NATS: nc, JetStream: js, Vault: vc,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp})})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,11 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
 	log.InfoContext(ctx, "starting ratelimit", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "ratelimit", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	reg := platform.NewRegistry()
 	rdb, err := platform.NewRedis(ctx, cfg.Redis)
 	if err != nil {
@@ -44,7 +49,7 @@ func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
 	}
 	defer func() { _ = rdb.Close() }()
 	p := ratelimit.Params{Config: cfg, Logger: log, Redis: rdb, Registerer: reg,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})}
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp})}
 	if cfg.NATS.URL != "" {
 		nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
 		if err != nil {

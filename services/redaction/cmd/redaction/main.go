@@ -30,9 +30,14 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg redaction.Config) error {
 	log.InfoContext(ctx, "starting redaction", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "redaction", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	reg := platform.NewRegistry()
 	svc, err := redaction.New(redaction.Params{Config: cfg, Logger: log,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp})})
 	if err != nil {
 		return err
 	}

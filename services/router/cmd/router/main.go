@@ -30,6 +30,11 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
 	log.InfoContext(ctx, "starting router", "config", platform.ConfigValue(cfg))
+	tp, stopTracing, err := platform.StartTracing(ctx, "router", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	vc, err := platform.NewVault(ctx, cfg.Vault, log)
 	if err != nil {
 		return err
@@ -41,7 +46,7 @@ func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
 	defer nc.Drain()
 	reg := platform.NewRegistry()
 	svc, err := router.New(router.Params{Config: cfg, Logger: log, Vault: vc, JetStream: js,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg)})})
+		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}), TracerProvider: tp, Registerer: reg})
 	if err != nil {
 		return err
 	}

@@ -107,6 +107,8 @@ type KeySource interface {
 type BreakerSettings struct {
 	// ConsecutiveFailures that open the breaker (5 when 0).
 	ConsecutiveFailures uint32
+	// OnStateChange, when set, is told each deployment circuit's new state (metrics).
+	OnStateChange func(deployment, state string)
 	// OpenFor is how long an open breaker rejects before letting a probe through (30 s when 0).
 	OpenFor time.Duration
 }
@@ -252,7 +254,7 @@ func (r *Router) breaker(route string, d catalog.Deployment) *gobreaker.TwoStepC
 	b, ok := r.breakers[name]
 	if !ok {
 		n := r.p.Breaker.ConsecutiveFailures
-		log := r.log
+		log, notify := r.log, r.p.Breaker.OnStateChange
 		b = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 			Name:        name,
 			MaxRequests: 1,
@@ -260,6 +262,9 @@ func (r *Router) breaker(route string, d catalog.Deployment) *gobreaker.TwoStepC
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= n },
 			OnStateChange: func(name string, from, to gobreaker.State) {
 				log.Warn("deployment circuit changed", "deployment", name, "from", from.String(), "to", to.String())
+				if notify != nil {
+					notify(name, to.String())
+				}
 			},
 		})
 		r.breakers[name] = b
