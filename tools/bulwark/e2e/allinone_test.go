@@ -30,7 +30,7 @@ func startAllInOne(t *testing.T, redisAddr string) (*target, *allinone.Instance)
 		cfg.VaultBin = "none" // developer shortcut before `make vault`: the dev secret file
 	} else {
 		vs := platformtest.Vault(t)
-		cfg.VaultAddr, cfg.VaultToken = vs.Addr, vs.Token
+		cfg.VaultAddr, cfg.VaultToken = vs.Addr, platform.Secret(vs.Token)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -68,9 +68,9 @@ type Config struct {
 	// VaultAddr, VaultToken, VaultRoleID and VaultSecretID come from Vault's
 	// own variables (VAULT_ADDR, VAULT_TOKEN, VAULT_ROLE_ID, VAULT_SECRET_ID).
 	VaultAddr     string
-	VaultToken    string
+	VaultToken    platform.Secret
 	VaultRoleID   string
-	VaultSecretID string
+	VaultSecretID platform.Secret
 }
 
 // LoadConfig reads Config from the environment.
@@ -79,8 +79,8 @@ func LoadConfig() (Config, error) {
 	if err := platform.LoadConfig("BULWARK_", &c); err != nil {
 		return c, err
 	}
-	c.VaultAddr, c.VaultToken = os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
-	c.VaultRoleID, c.VaultSecretID = os.Getenv("VAULT_ROLE_ID"), os.Getenv("VAULT_SECRET_ID")
+	c.VaultAddr, c.VaultToken = os.Getenv("VAULT_ADDR"), platform.Secret(os.Getenv("VAULT_TOKEN"))
+	c.VaultRoleID, c.VaultSecretID = os.Getenv("VAULT_ROLE_ID"), platform.Secret(os.Getenv("VAULT_SECRET_ID"))
 	return c, nil
 }
 

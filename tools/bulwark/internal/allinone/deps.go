@@ -144,13 +144,13 @@ type vaultInfo struct {
 // secret file served through the Vault API.
 func openVault(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (vaultInfo, error) {
 	if cfg.VaultAddr != "" {
-		vc, err := platform.NewVault(ctx, platform.VaultConfig{Addr: cfg.VaultAddr, Token: platform.Secret(cfg.VaultToken),
-			RoleID: cfg.VaultRoleID, SecretID: platform.Secret(cfg.VaultSecretID), AppRoleMount: "approle"}, log)
+		vc, err := platform.NewVault(ctx, platform.VaultConfig{Addr: cfg.VaultAddr, Token: cfg.VaultToken,
+			RoleID: cfg.VaultRoleID, SecretID: cfg.VaultSecretID, AppRoleMount: "approle"}, log)
 		if err != nil {
 			return vaultInfo{}, err
 		}
 		log.InfoContext(ctx, "using Vault", "addr", cfg.VaultAddr)
-		return vaultInfo{Client: vc, Addr: cfg.VaultAddr, Token: cfg.VaultToken, Kind: "external"}, nil
+		return vaultInfo{Client: vc, Addr: cfg.VaultAddr, Token: cfg.VaultToken.Reveal(), Kind: "external"}, nil
 	}
 	if bin := vaultBinary(cfg); bin != "" {
 		vi, err := startVaultChild(ctx, bin, filepath.Join(cfg.DataDir, "vault"), log, c)
