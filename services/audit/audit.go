@@ -136,6 +136,9 @@ func New(ctx context.Context, p Params) (*Service, error) {
 		if err := registerMetrics(p.Registry, lg); err != nil {
 			return nil, err
 		}
+		if err := registerLag(p.Registry, p.JS); err != nil {
+			return nil, err
+		}
 	}
 	path, h := auditv1connect.NewAuditServiceHandler(impl, p.HandlerOptions...)
 	p.Logger.InfoContext(ctx, "audit service ready", "signer", signer, "verifier_key", vkey)
