@@ -212,7 +212,7 @@ func startSimulator(ctx context.Context, bin, dataDir string) (*proc, string, er
 // VAULT_ADDR, bin/vault or the development secret file (as the binary decides).
 // Its providers are its built-in simulator (in its own process); the direct
 // baseline is a provsim process of the same code.
-func startAllInOne(ctx context.Context, o Options) (t *Target, err error) {
+func startAllInOne(ctx context.Context, o Options) (_ *Target, err error) {
 	root, err := stack.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -226,7 +226,7 @@ func startAllInOne(ctx context.Context, o Options) (t *Target, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Target{Kind: "allinone", DirectKey: "bench-direct"}
+	t := &Target{Kind: "allinone", DirectKey: "bench-direct"}
 	defer func() {
 		if err != nil {
 			_ = t.Stop()
