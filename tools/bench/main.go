@@ -207,6 +207,22 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 		log.Info("slice done", "slice", i+1, "of", c.slices)
 	}
 	res.Gateway = report.FromOutcome("gateway", tg.GatewayURL, gOut, c.stream, gActive)
+	if direct != nil {
+		// The system under test keeps working on a gateway slice's calls (audit,
+		// settlement, limiter events) into the next direct slice: its CPU over the
+		// whole run is charged to the gateway's calls; the direct side is charged
+		// only the simulator's CPU during its own slices.
+		sut := map[string]time.Duration{}
+		for _, m := range []map[string]time.Duration{gCPU, dCPU} {
+			for name, v := range m {
+				if name != simProcess {
+					sut[name] += v
+				}
+			}
+		}
+		sut[simProcess] = gCPU[simProcess]
+		gCPU, dCPU = sut, map[string]time.Duration{simProcess: dCPU[simProcess]}
+	}
 	res.Gateway.SetCPU(gCPU)
 	if direct != nil {
 		d := report.FromOutcome("direct", tg.DirectURL, dOut, c.stream, dActive)
@@ -295,6 +311,9 @@ func preflight(ctx context.Context, tg *targets.Target, gw *chat.Client, body []
 	}
 	return nil
 }
+
+// simProcess is the provider simulator's process name.
+const simProcess = "provsim"
 
 // piiValues are the default prompt's personal data, which must never reach the provider.
 var piiValues = []string{"Jane Doe", "jane.doe@example.com", "(415) 555-0132", "536-90-4399"}
