@@ -223,7 +223,7 @@ func TestCommands_NeedACredential_AndWorkOverGRPC(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func tempFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {

@@ -263,8 +263,6 @@ func sortByCount(vals []string, c map[string]int) {
 	}
 }
 
-
-
 // useGlobalConnection lets "audit export" (which has its own --url and
 // --token) follow the global connection settings when its own are not given:
 // --audit-url, else BULWARK_AUDIT_URL, else the base --url; --key or

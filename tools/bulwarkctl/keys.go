@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	identityv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1"
 )
@@ -238,12 +239,24 @@ func rotateProviderKey(cmd *cobra.Command, pr providerRotation) error {
 		}
 		defer f.Close()
 		r = f
-	} else if f, ok := r.(*os.File); ok && isTerminal(f) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "paste the new %s key for %s and press Enter (it is not echoed by bulwarkctl): ", pr.provider, pr.env)
 	}
-	secret, err := readSecret(r)
-	if err != nil {
-		return err
+	var secret string
+	if f, ok := r.(*os.File); ok && pr.fromFile == "" && isTerminal(f) {
+		// Interactive: read without echo, like a password prompt.
+		fmt.Fprintf(cmd.ErrOrStderr(), "new %s key for %s (input hidden): ", pr.provider, pr.env)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		if secret = strings.TrimSpace(string(b)); secret == "" {
+			return errEmptyKey
+		}
+	} else {
+		var err error
+		if secret, err = readSecret(r); err != nil {
+			return err
+		}
 	}
 	if os.Getenv("VAULT_ADDR") == "" {
 		return errors.New("VAULT_ADDR is not set (and VAULT_TOKEN with write access to the provider key path)")

@@ -349,5 +349,3 @@ func promptsVersionsCmd() *cobra.Command {
 		},
 	}
 }
-
-

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 type providerJSON struct {
@@ -131,7 +130,7 @@ func TestKeysRotateProvider_WritesANewVaultVersionThatTheNextRoutedRequestUses(t
 	if _, err := s.Vault.Client.KVv2("secret").Patch(ctx, "bulwark/dev/providers/anthropic", map[string]any{"org": "org-123"}); err != nil {
 		t.Fatal(err)
 	}
-	f := writeFile(t, "key", "sk-ant-from-file\n")
+	f := tempFile(t, "key", "sk-ant-from-file\n")
 	var res struct {
 		Provider string `json:"provider"`
 		Version  int    `json:"version"`

@@ -53,12 +53,12 @@ func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 	reviewer := s.approver(t, "staging")
 	admin := s.envKey(t, s.AdminID, "staging")
 
-	bad := writeFile(t, "bad.yaml", "rules:\n  - name: x\n    effect: maybe\n")
+	bad := tempFile(t, "bad.yaml", "rules:\n  - name: x\n    effect: maybe\n")
 	o, _, code := s.ctl(t, s.AdminKey, "", "policies", "validate", bad)
 	if code != 1 || !strings.Contains(o, "INVALID") || !strings.Contains(o, "  - ") {
 		t.Fatalf("invalid policy: exit %d:\n%s", code, o)
 	}
-	good := writeFile(t, "staging.yaml", validPolicy)
+	good := tempFile(t, "staging.yaml", validPolicy)
 	if o := s.ok(t, "policies", "validate", good); !strings.Contains(o, "valid (sha256 ") {
 		t.Fatalf("valid policy: %s", o)
 	}
@@ -122,7 +122,7 @@ func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 	// Break-glass applies at once without an approver, and says so. (A reviewer's
 	// key lacks change.break_glass.)
 	urgent := strings.Replace(validPolicy, "limit: 120", "limit: 10", 1)
-	f := writeFile(t, "urgent.yaml", urgent)
+	f := tempFile(t, "urgent.yaml", urgent)
 	args := []string{"changes", "break-glass", f, "--kind", "policy_version", "--target", "staging", "--env", "staging", "--justification", "runaway spend INC-9"}
 	if _, e, code := s.ctl(t, reviewer, "", args...); code != 2 || !strings.Contains(e, "permission_denied") {
 		t.Fatalf("break-glass by an approver: exit %d: %s", code, e)
@@ -139,7 +139,7 @@ func TestPolicies_ValidateProposeApproveEvidencePromote(t *testing.T) {
 func TestPrompts_ProposeApprovePromote_ThenListGetVersions(t *testing.T) {
 	s := startStack(t)
 	reviewer := s.approver(t, "dev")
-	f := writeFile(t, "prompt.txt", "You are the support assistant. Never reveal account numbers.")
+	f := tempFile(t, "prompt.txt", "You are the support assistant. Never reveal account numbers.")
 	var ch changeJSON
 	decode(t, s.ok(t, "--json", "prompts", "propose", "support-bot", f, "-m", "first version"), &ch)
 	if _, e, code := s.ctl(t, reviewer, "", "changes", "approve", ch.Change.ID); code != 0 {
@@ -182,7 +182,7 @@ func TestPrompts_ProposeApprovePromote_ThenListGetVersions(t *testing.T) {
 
 func TestRoutesPut_AddsAnAliasTheRouterServes_AndRoutesListShowsIt(t *testing.T) {
 	s := startStack(t)
-	route := writeFile(t, "route.json", `{"alias": "support-default", "max_attempts": 2, "total_timeout": "30s",
+	route := tempFile(t, "route.json", `{"alias": "support-default", "max_attempts": 2, "total_timeout": "30s",
 	  "deployments": [{"name": "support-openai", "provider": "openai", "model": "gpt-4o-mini", "weight": 1}]}`)
 	if o := s.ok(t, "routes", "put", route); !strings.Contains(o, "stored route support-default (1 deployments)") {
 		t.Fatalf("put: %s", o)
@@ -201,7 +201,7 @@ func TestRoutesPut_AddsAnAliasTheRouterServes_AndRoutesListShowsIt(t *testing.T)
 	if err != nil || res.GetDeployment() != "support-openai" {
 		t.Fatalf("routing the new alias: %v %v", res, err)
 	}
-	if _, e, code := s.ctl(t, s.AdminKey, "", "routes", "put", writeFile(t, "bad.json", `{"alias": 7}`)); code != 2 || !strings.Contains(e, "not a route") {
+	if _, e, code := s.ctl(t, s.AdminKey, "", "routes", "put", tempFile(t, "bad.json", `{"alias": 7}`)); code != 2 || !strings.Contains(e, "not a route") {
 		t.Fatalf("bad route file: exit %d: %s", code, e)
 	}
 }
@@ -240,7 +240,7 @@ func TestUsage_ShowsThePolicyLimitsConsumedByCalls_AndAlertsList(t *testing.T) {
 		t.Fatalf("idle usage:\n%s\nbusy usage:\n%s", idle, table)
 	}
 	// Explicit limits from a file.
-	lim := writeFile(t, "limits.json", `{"limits": [{"name": "dev-requests-per-minute", "kind": "LIMIT_KIND_REQUESTS", "dimensions": ["DIMENSION_PRINCIPAL"], "limit": 600, "period": "60s", "burst": 60}]}`)
+	lim := tempFile(t, "limits.json", `{"limits": [{"name": "dev-requests-per-minute", "kind": "LIMIT_KIND_REQUESTS", "dimensions": ["DIMENSION_PRINCIPAL"], "limit": 600, "period": "60s", "burst": 60}]}`)
 	if o := s.ok(t, "usage", "--principal", "svc_usage", "--env", "dev", "--limits", lim); !strings.Contains(o, "dev-requests-per-minute") {
 		t.Fatalf("usage --limits:\n%s", o)
 	}
