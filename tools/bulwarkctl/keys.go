@@ -279,8 +279,17 @@ func rotateProviderKey(cmd *cobra.Command, pr providerRotation) error {
 	path := pr.mount + "/" + pr.prefix + pr.env + "/providers/" + pr.provider
 	jsonOut, _ := cmd.Flags().GetBool(flagJSON)
 	if jsonOut {
-		fmt.Fprintf(out(cmd), "{\n  \"provider\": %q,\n  \"environment\": %q,\n  \"path\": %q,\n  \"version\": %d\n}\n", pr.provider, pr.env, path, version)
-		return nil
+		b, err := jsonMarshalIndent(struct {
+			Provider    string `json:"provider"`
+			Environment string `json:"environment"`
+			Path        string `json:"path"`
+			Version     int    `json:"version"`
+		}{pr.provider, pr.env, path, version})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out(cmd), "%s\n", b)
+		return err
 	}
 	fmt.Fprintf(out(cmd), "wrote version %d of %s; the router uses it within its key cache TTL, no restart needed\n", version, path)
 	return nil
