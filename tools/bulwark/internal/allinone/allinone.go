@@ -202,8 +202,10 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	if err := platform.LoadConfig("BULWARK_AUDIT_", &ac); err != nil {
 		return nil, err
 	}
+	// Each service's own authorizer is the in-process one above (opts); these
+	// fields only satisfy the split-mode validation.
 	if !ac.AuthDisabled {
-		ac.IdentityURL, ac.ServiceCredential = "in-process", platform.Secret(sysKey)
+		ac.IdentityURL, ac.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
 	aud, err := audit.New(ctx, audit.Params{Config: ac, Logger: log.With("service", "audit"), JS: js, Vault: vi.Client, HandlerOptions: opts})
 	if err != nil {
@@ -225,6 +227,9 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	if err := platform.LoadConfig("BULWARK_REDACTION_", &rc); err != nil {
 		return nil, err
 	}
+	if !rc.AuthDisabled {
+		rc.IdentityURL, rc.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
+	}
 	red, err := redaction.New(redaction.Params{Config: rc, Logger: log.With("service", "redaction"), HandlerOptions: opts})
 	if err != nil {
 		return nil, fmt.Errorf("redaction: %w", err)
@@ -233,6 +238,9 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	var lc ratelimit.Config
 	if err := platform.LoadConfig("BULWARK_RATELIMIT_", &lc); err != nil {
 		return nil, err
+	}
+	if !lc.AuthDisabled {
+		lc.IdentityURL, lc.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
 	rl, err := ratelimit.New(ctx, ratelimit.Params{Config: lc, Logger: log.With("service", "ratelimit"), Redis: rdb, JS: js,
 		Registerer: reg, HandlerOptions: opts})
@@ -249,8 +257,8 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	}
 	in.goBG("ratelimit", rl.Run)
 
-	rtc, err := router.LoadConfig()
-	if err != nil {
+	var rtc router.Config
+	if err := platform.LoadConfig("BULWARK_ROUTER_", &rtc); err != nil {
 		return nil, err
 	}
 	var providerClient *http.Client
@@ -263,6 +271,9 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 			return nil, fmt.Errorf("seed simulator keys: %w", err)
 		}
 		in.goBG("provsim-trim", func(ctx context.Context) error { trimRecordings(ctx, in.Sim); return nil })
+	}
+	if !rtc.AuthDisabled {
+		rtc.IdentityURL, rtc.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
 	rt, err := router.New(router.Params{Config: rtc, Logger: log.With("service", "router"), Vault: vi.Client, JetStream: js,
 		HandlerOptions: opts, HTTPClient: providerClient})
@@ -372,6 +383,10 @@ func checkLimiter(ctx context.Context, api ratelimitv1connect.RateLimitServiceHa
 	_, err = api.Release(ctx, connect.NewRequest(&ratelimitv1.ReleaseRequest{ReservationId: res.Msg.GetReservationId()}))
 	return err
 }
+
+// inProcessIdentity stands for identity's URL: in this process the services
+// reach identity through the in-process authorizer, not over the network.
+const inProcessIdentity = "http://identity.in-process"
 
 // hostPort turns a wildcard listen address into one a local client can dial.
 func hostPort(a net.Addr) string {
