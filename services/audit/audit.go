@@ -26,7 +26,7 @@ import (
 
 // Config is the audit service's configuration, read from BULWARK_AUDIT_* variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8086"`
+	Addr      string `env:"ADDR" default:":8085"`
 	LogFormat string `env:"LOG_FORMAT" default:"json"`
 	LogLevel  string `env:"LOG_LEVEL" default:"info"`
 	// Origin names the log in checkpoints; use one per environment.

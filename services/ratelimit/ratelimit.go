@@ -29,7 +29,7 @@ import (
 
 // Config is read from BULWARK_RATELIMIT_* environment variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8084"`
+	Addr      string `env:"ADDR" default:":8083"`
 	LogFormat string `env:"LOG_FORMAT" default:"json"`
 	LogLevel  string `env:"LOG_LEVEL" default:"info"`
 	// Redis is the only state store (BULWARK_RATELIMIT_REDIS_ADDR, ...).
@@ -54,6 +54,21 @@ type Config struct {
 	AnomalyLearning time.Duration `env:"ANOMALY_LEARNING" default:"168h"`
 	// AuditStream is the JetStream stream holding llm_call events.
 	AuditStream string `env:"AUDIT_STREAM" default:"BULWARK_AUDIT"`
+	// IdentityURL is the identity service that authenticates callers and decides the
+	// permission table (ratelimit.reserve, ratelimit.usage.read, ratelimit.alert.read); required unless AuthDisabled.
+	IdentityURL string `env:"IDENTITY_URL"`
+	// ServiceCredential is this service's own identity key, used to ask for decisions.
+	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
+	// AuthDisabled serves every RPC without authentication (local development only).
+	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+}
+
+// Validate reports a configuration the standalone service cannot run with.
+func (c Config) Validate() error {
+	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
+		return fmt.Errorf("%w: IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true", ErrConfig)
+	}
+	return nil
 }
 
 // ErrConfig reports an unusable configuration.

@@ -22,7 +22,7 @@ import (
 
 // Config is read from BULWARK_REDACTION_* environment variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8083"`
+	Addr      string `env:"ADDR" default:":8082"`
 	LogFormat string `env:"LOG_FORMAT" default:"json"`
 	LogLevel  string `env:"LOG_LEVEL" default:"info"`
 	// HashKey is the master key of the hash action (16+ bytes). Without it a
@@ -34,6 +34,21 @@ type Config struct {
 	// MaxSegments and MaxTextBytes bound one call.
 	MaxSegments  int `env:"MAX_SEGMENTS" default:"1024"`
 	MaxTextBytes int `env:"MAX_TEXT_BYTES" default:"8388608"`
+	// IdentityURL is the identity service that authenticates callers and decides the
+	// permission table (redaction.use, redaction.profile.read); required unless AuthDisabled.
+	IdentityURL string `env:"IDENTITY_URL"`
+	// ServiceCredential is this service's own identity key, used to ask for decisions.
+	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
+	// AuthDisabled serves every RPC without authentication (local development only).
+	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+}
+
+// Validate reports a configuration the standalone service cannot run with.
+func (c Config) Validate() error {
+	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
+		return fmt.Errorf("%w: IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true", ErrConfig)
+	}
+	return nil
 }
 
 // ErrConfig reports an unusable configuration.
