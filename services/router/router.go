@@ -4,7 +4,6 @@
 package router
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +50,22 @@ type Config struct {
 	BreakerOpenFor  time.Duration `env:"BREAKER_OPEN_FOR" default:"30s"`
 	// NATS carries admin_action audit events.
 	NATS platform.NATSConfig `env:"NATS_"`
+	// IdentityURL is the identity service that authenticates callers and decides the
+	// permission table (router.complete, router.provider.write, ...); required unless AuthDisabled.
+	IdentityURL string `env:"IDENTITY_URL"`
+	// ServiceCredential is this service's own identity key, used to ask for decisions.
+	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
+	// AuthDisabled serves every RPC without authentication (local development only);
+	// admin_action events then name the actor "unknown".
+	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+}
+
+// Validate reports a configuration the standalone service cannot run with.
+func (c Config) Validate() error {
+	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
+		return fmt.Errorf("%w: IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true", ErrConfig)
+	}
+	return nil
 }
 
 // ErrConfig reports an unusable configuration.
@@ -75,8 +90,6 @@ type Params struct {
 	TracerProvider trace.TracerProvider
 	// Registerer, when set, receives the per-provider RED metrics and the breaker gauge.
 	Registerer prometheus.Registerer
-	// Actor names the caller of admin RPCs; nil reads the X-Bulwark-Actor header.
-	Actor func(ctx context.Context, h http.Header) (actor string, mfa bool)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -130,7 +143,7 @@ func New(p Params) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	impl, err := server.New(server.Params{Router: rt, Catalog: cat, Keys: src.Available, Logger: p.Logger, Actor: p.Actor,
+	impl, err := server.New(server.Params{Router: rt, Catalog: cat, Keys: src.Available, Logger: p.Logger,
 		Audit: adminaudit.New(adminaudit.Params{JS: p.JetStream, Logger: p.Logger, Now: p.Now})})
 	if err != nil {
 		return nil, err
@@ -143,6 +156,9 @@ func New(p Params) (*Service, error) {
 func LoadConfig() (Config, error) {
 	var c Config
 	if err := platform.LoadConfig("BULWARK_ROUTER_", &c); err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
 		return c, err
 	}
 	if c.CatalogFile != "" {

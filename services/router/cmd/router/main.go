@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
+	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/router"
 )
@@ -45,8 +47,12 @@ func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
 	}
 	defer nc.Drain()
 	reg := platform.NewRegistry()
+	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}
+	if ip.Auth, err = authFunc(ctx, log, cfg); err != nil {
+		return err
+	}
 	svc, err := router.New(router.Params{Config: cfg, Logger: log, Vault: vc, JetStream: js,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}), TracerProvider: tp, Registerer: reg})
+		HandlerOptions: platform.HandlerOptions(ip), TracerProvider: tp, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -56,4 +62,23 @@ func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// authFunc authenticates every caller with identity and asks it for the procedure's
+// permission; the admin RPCs' actor is the principal it authenticated.
+func authFunc(ctx context.Context, log *slog.Logger, cfg router.Config) (platform.AuthFunc, error) {
+	if cfg.AuthDisabled {
+		log.WarnContext(ctx, "authentication disabled: every router RPC is open")
+		return nil, nil
+	}
+	hc := platform.HTTPClient()
+	az, err := authz.NewInterceptor(authz.InterceptorParams{
+		Identity:          identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL),
+		Policy:            identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL),
+		ServiceCredential: cfg.ServiceCredential.Reveal(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return az.AuthFunc(), nil
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -16,18 +15,12 @@ import (
 
 	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
+	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/router/internal/adminaudit"
 	"github.com/bulwarkhq/bulwark/services/router/internal/catalog"
 	"github.com/bulwarkhq/bulwark/services/router/internal/routing"
 	"github.com/bulwarkhq/bulwark/services/router/internal/translate"
 )
-
-// ActorFunc names the caller of an admin RPC and whether it proved a second factor.
-type ActorFunc func(ctx context.Context, h http.Header) (actor string, mfa bool)
-
-// ActorHeader is read by the default ActorFunc: the gateway or bulwarkctl, having
-// authorized the call with identity, names the principal in it.
-const ActorHeader = "X-Bulwark-Actor"
 
 // KeyChecker reports whether a provider's key is readable in an environment.
 type KeyChecker func(ctx context.Context, env, provider string) bool
@@ -39,7 +32,6 @@ type Params struct {
 	Keys    KeyChecker
 	Audit   *adminaudit.Publisher
 	Logger  *slog.Logger
-	Actor   ActorFunc
 }
 
 // Handler implements routerv1connect.RouterServiceHandler.
@@ -56,15 +48,6 @@ func New(p Params) (*Handler, error) {
 	}
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
-	}
-	if p.Actor == nil {
-		p.Actor = func(_ context.Context, h http.Header) (string, bool) {
-			a := h.Get(ActorHeader)
-			if a == "" {
-				a = "unknown"
-			}
-			return a, h.Get("X-Bulwark-Mfa") == "true"
-		}
 	}
 	return &Handler{p: p}, nil
 }
@@ -284,8 +267,18 @@ func RouteFromProto(r *routerv1.Route) catalog.Route {
 	return out
 }
 
-func (h *Handler) audit(ctx context.Context, hdr http.Header, action, target, reason string, before, after any) error {
-	actor, mfa := h.p.Actor(ctx, hdr)
+// actor names the caller of an admin RPC from the principal the authorization
+// interceptor authenticated; request headers are never trusted for it. Without an
+// authenticated caller (authentication disabled) the actor is "unknown".
+func actor(ctx context.Context) (string, bool) {
+	if c, ok := authz.CallerFrom(ctx); ok && c.GetPrincipal().GetId() != "" {
+		return c.GetPrincipal().GetId(), c.GetMfa()
+	}
+	return "unknown", false
+}
+
+func (h *Handler) audit(ctx context.Context, action, target, reason string, before, after any) error {
+	actor, mfa := actor(ctx)
 	if _, err := h.p.Audit.Publish(ctx, adminaudit.Action{Actor: actor, MFA: mfa, Action: action, Target: target,
 		Before: before, After: after, Reason: reason}); err != nil {
 		return err
@@ -304,7 +297,7 @@ func (h *Handler) PutProvider(ctx context.Context, req *connect.Request[routerv1
 	if existed {
 		before = prev
 	}
-	if err := h.audit(ctx, req.Header(), "router.provider.put", p.Name, "", before, p); err != nil {
+	if err := h.audit(ctx, "router.provider.put", p.Name, "", before, p); err != nil {
 		return nil, h.toConnect(ctx, err)
 	}
 	return connect.NewResponse(&routerv1.PutProviderResponse{Provider: h.providerToProto(ctx, p, "")}), nil
@@ -320,7 +313,7 @@ func (h *Handler) SetProviderEnabled(ctx context.Context, req *connect.Request[r
 	if req.Msg.Enabled {
 		action = "router.provider.enable"
 	}
-	if err := h.audit(ctx, req.Header(), action, after.Name, req.Msg.Reason, before, after); err != nil {
+	if err := h.audit(ctx, action, after.Name, req.Msg.Reason, before, after); err != nil {
 		return nil, h.toConnect(ctx, err)
 	}
 	return connect.NewResponse(&routerv1.SetProviderEnabledResponse{Provider: h.providerToProto(ctx, after, "")}), nil
@@ -346,7 +339,7 @@ func (h *Handler) PutRoute(ctx context.Context, req *connect.Request[routerv1.Pu
 	if existed {
 		before = prev
 	}
-	if err := h.audit(ctx, req.Header(), "router.route.put", r.Alias, "", before, r); err != nil {
+	if err := h.audit(ctx, "router.route.put", r.Alias, "", before, r); err != nil {
 		return nil, h.toConnect(ctx, err)
 	}
 	return connect.NewResponse(&routerv1.PutRouteResponse{Route: RouteToProto(r)}), nil

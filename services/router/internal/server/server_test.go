@@ -247,7 +247,7 @@ func TestAdminRPCs_ChangeRoutingAndPublishAuditEvents(t *testing.T) {
 	ctx := context.Background()
 
 	req := connect.NewRequest(&routerv1.SetProviderEnabledRequest{Name: "anthropic", Enabled: false, Reason: "vendor breach"})
-	req.Header().Set(server.ActorHeader, "user:alice")
+	req.Header().Set("X-Bulwark-Actor", "user:alice") // a forged actor header is ignored
 	res, err := c.SetProviderEnabled(ctx, req)
 	if err != nil || res.Msg.Provider.Enabled || res.Msg.Provider.Routable {
 		t.Fatalf("%v %+v", err, res)
@@ -259,7 +259,7 @@ func TestAdminRPCs_ChangeRoutingAndPublishAuditEvents(t *testing.T) {
 
 	pr := connect.NewRequest(&routerv1.PutProviderRequest{Provider: &routerv1.Provider{Name: "compat", Kind: routerv1.ProviderKind_PROVIDER_KIND_OPENAI,
 		BaseUrl: "http://127.0.0.1:1/v1", Enabled: true, Vendor: &routerv1.VendorFacts{LegalName: "Local vLLM", Soc2ReportExpiry: timestamppb.New(time.Now().AddDate(0, 1, 0))}}})
-	pr.Header().Set(server.ActorHeader, "user:bob")
+	pr.Header().Set("X-Bulwark-Actor", "user:bob")
 	if _, err := c.PutProvider(ctx, pr); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestAdminRPCs_ChangeRoutingAndPublishAuditEvents(t *testing.T) {
 		t.Fatalf("%d audit events", len(msgs))
 	}
 	want := []struct{ action, target, actor string }{
-		{"router.provider.disable", "anthropic", "user:alice"}, {"router.provider.put", "compat", "user:bob"}, {"router.route.put", "claude", "unknown"},
+		{"router.provider.disable", "anthropic", "unknown"}, {"router.provider.put", "compat", "unknown"}, {"router.route.put", "claude", "unknown"},
 	}
 	for i, m := range msgs {
 		var ev auditv1.AuditEvent
