@@ -34,16 +34,23 @@ func withVault(name string, s *Stack, env map[string]string) {
 	env[prefix(name)+"VAULT_TOKEN"] = s.VaultToken
 }
 
-// Services returns every service in an order that starts dependencies first.
+// withAuth points a service at identity, presenting the stack's system key, so it
+// authenticates and authorizes every caller. A stack started without identity (e.g.
+// Only("redaction")) has no system key: the service then runs with authentication
+// disabled, explicitly.
+func withAuth(name string, s *Stack, env map[string]string) {
+	if s.SystemKey == "" {
+		env[prefix(name)+"AUTH_DISABLED"] = "true"
+		return
+	}
+	env[prefix(name)+"IDENTITY_URL"] = s.URL("identity")
+	env[prefix(name)+"SERVICE_CREDENTIAL"] = s.SystemKey
+}
+
+// Services returns every service in an order that starts dependencies first
+// (identity first: the others ask it for decisions with the key it issues).
 func Services() []Spec {
 	return []Spec{
-		{Name: "redaction", ServiceNames: []string{"bulwark.redaction.v1.RedactionService"},
-			Env: func(s *Stack) map[string]string {
-				env := base("redaction")
-				// one hash key for the stack, so hash replacements are stable across restarts.
-				env["BULWARK_REDACTION_HASH_KEY"] = s.hashKey
-				return env
-			}},
 		{Name: "identity", ServiceNames: []string{
 			"bulwark.identity.v1.IdentityService", "bulwark.identity.v1.PolicyService",
 			"bulwark.identity.v1.PromptService", "bulwark.identity.v1.ChangeService",
@@ -61,14 +68,23 @@ func Services() []Spec {
 			env := base("audit")
 			withNATS("audit", s, env)
 			withVault("audit", s, env)
-			env["BULWARK_AUDIT_IDENTITY_URL"] = s.URL("identity")
-			env["BULWARK_AUDIT_SERVICE_CREDENTIAL"] = s.SystemKey
+			withAuth("audit", s, env)
 			env["BULWARK_AUDIT_CHECKPOINT_INTERVAL"] = "250ms"
 			return env
 		}},
+		// redaction, ratelimit and router after identity: they authenticate every caller with it.
+		{Name: "redaction", ServiceNames: []string{"bulwark.redaction.v1.RedactionService"},
+			Env: func(s *Stack) map[string]string {
+				env := base("redaction")
+				withAuth("redaction", s, env)
+				// one hash key for the stack, so hash replacements are stable across restarts.
+				env["BULWARK_REDACTION_HASH_KEY"] = s.hashKey
+				return env
+			}},
 		{Name: "ratelimit", ServiceNames: []string{"bulwark.ratelimit.v1.RateLimitService"}, Env: func(s *Stack) map[string]string {
 			env := base("ratelimit")
 			withNATS("ratelimit", s, env)
+			withAuth("ratelimit", s, env)
 			env["BULWARK_RATELIMIT_REDIS_ADDR"] = s.Redis()
 			env["BULWARK_RATELIMIT_KEY_PREFIX"] = s.params.KeyPrefix
 			return env
@@ -76,6 +92,7 @@ func Services() []Spec {
 		{Name: "router", ServiceNames: []string{"bulwark.router.v1.RouterService"}, Env: func(s *Stack) map[string]string {
 			env := base("router")
 			withNATS("router", s, env)
+			withAuth("router", s, env)
 			withVault("router", s, env)
 			env["BULWARK_ROUTER_SIMULATOR_URL"] = s.SimulatorURL
 			return env
@@ -96,7 +113,7 @@ func Services() []Spec {
 }
 
 // systemPrincipal is the stack's internal service principal (role system), whose
-// key the gateway and audit present to the other services.
+// key the gateway, audit, redaction, ratelimit and router present to the other services.
 const systemPrincipal = "svc_devstack_system"
 
 // registerSystemPrincipal creates the system principal with the bootstrap admin's key
