@@ -12,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
+	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/ratelimit"
 )
@@ -21,6 +23,10 @@ func main() {
 	defer stop()
 	var cfg ratelimit.Config
 	if err := platform.LoadConfig("BULWARK_RATELIMIT_", &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -48,8 +54,11 @@ func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
 			DialTimeout: cfg.Redis.DialTimeout, ReadTimeout: cfg.Redis.ReadTimeout, WriteTimeout: cfg.Redis.ReadTimeout})
 	}
 	defer func() { _ = rdb.Close() }()
-	p := ratelimit.Params{Config: cfg, Logger: log, Redis: rdb, Registerer: reg,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp})}
+	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}
+	if ip.Auth, err = authFunc(ctx, log, cfg); err != nil {
+		return err
+	}
+	p := ratelimit.Params{Config: cfg, Logger: log, Redis: rdb, Registerer: reg, HandlerOptions: platform.HandlerOptions(ip)}
 	if cfg.NATS.URL != "" {
 		nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
 		if err != nil {
@@ -71,4 +80,23 @@ func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
 	g.Go(func() error { return svc.Run(gctx) })
 	g.Go(func() error { return srv.ListenAndServe(gctx, cfg.Addr) })
 	return g.Wait()
+}
+
+// authFunc authenticates every caller with identity and asks it for the procedure's
+// permission from the shared table.
+func authFunc(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) (platform.AuthFunc, error) {
+	if cfg.AuthDisabled {
+		log.WarnContext(ctx, "authentication disabled: every ratelimit RPC is open")
+		return nil, nil
+	}
+	hc := platform.HTTPClient()
+	az, err := authz.NewInterceptor(authz.InterceptorParams{
+		Identity:          identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL),
+		Policy:            identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL),
+		ServiceCredential: cfg.ServiceCredential.Reveal(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return az.AuthFunc(), nil
 }
