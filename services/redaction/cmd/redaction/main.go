@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
+	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/redaction"
 )
@@ -18,6 +20,10 @@ func main() {
 	defer stop()
 	var cfg redaction.Config
 	if err := platform.LoadConfig("BULWARK_REDACTION_", &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -36,8 +42,11 @@ func run(ctx context.Context, log *slog.Logger, cfg redaction.Config) error {
 	}
 	defer stopTracing()
 	reg := platform.NewRegistry()
-	svc, err := redaction.New(redaction.Params{Config: cfg, Logger: log,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp})})
+	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}
+	if ip.Auth, err = authFunc(ctx, log, cfg); err != nil {
+		return err
+	}
+	svc, err := redaction.New(redaction.Params{Config: cfg, Logger: log, HandlerOptions: platform.HandlerOptions(ip)})
 	if err != nil {
 		return err
 	}
@@ -47,4 +56,23 @@ func run(ctx context.Context, log *slog.Logger, cfg redaction.Config) error {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// authFunc authenticates every caller with identity and asks it for the procedure's
+// permission from the shared table.
+func authFunc(ctx context.Context, log *slog.Logger, cfg redaction.Config) (platform.AuthFunc, error) {
+	if cfg.AuthDisabled {
+		log.WarnContext(ctx, "authentication disabled: every redaction RPC is open")
+		return nil, nil
+	}
+	hc := platform.HTTPClient()
+	az, err := authz.NewInterceptor(authz.InterceptorParams{
+		Identity:          identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL),
+		Policy:            identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL),
+		ServiceCredential: cfg.ServiceCredential.Reveal(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return az.AuthFunc(), nil
 }
