@@ -286,15 +286,17 @@ func graph(t *testing.T, s *Set) []string {
 // expectedEdges is the architecture table (shared/design/ARCHITECTURE.md) as
 // connections: who calls whom, who uses NATS, Redis and Vault, the router's
 // provider egress, DNS for every pod that connects anywhere, and Prometheus
-// scraping every service. Redaction calls nothing at all.
+// scraping every service. Redaction calls only identity (and DNS to find it).
 var expectedEdges = func() []string {
 	e := []string{
 		"gateway -> identity", "gateway -> ratelimit", "gateway -> redaction", "gateway -> router",
 		"gateway -> nats", "gateway -> vault", "gateway -> dns",
 		"identity -> nats", "identity -> vault", "identity -> dns",
-		"ratelimit -> redis", "ratelimit -> nats", "ratelimit -> dns",
-		"router -> vault", "router -> nats", "router -> internet", "router -> internet-v6", "router -> dns",
-		"audit -> nats", "audit -> vault", "audit -> dns",
+		"ratelimit -> redis", "ratelimit -> nats", "ratelimit -> dns", "ratelimit -> identity",
+		"router -> vault", "router -> nats", "router -> internet", "router -> internet-v6", "router -> dns", "router -> identity",
+		"audit -> nats", "audit -> vault", "audit -> dns", "audit -> identity",
+		// Every service but the gateway authorizes its callers with identity.
+		"redaction -> identity", "redaction -> dns",
 		// The gateway is the front door: any pod in the cluster may call it
 		// (Bulwark's own pods may not: their egress does not include it).
 		"client -> gateway", "ingress -> gateway", "nats -> gateway",
