@@ -108,10 +108,21 @@ type AuditPublisher interface {
 }
 
 // depErr turns a Connect error into the pipeline's sentinel errors, keeping the
-// dependency's message out of client-facing text.
+// dependency's message out of client-facing text except for the router's
+// refusals.
 func depErr(dep string, err error, authn bool) error {
 	if err == nil {
 		return nil
+	}
+	// The router's refusals (vendor risk, data classes, providers allowed by
+	// policy) are written for the caller: they name models, providers and data
+	// classes, never payload data or keys. Saying why is what lets an
+	// application owner fix the request or the policy.
+	if c := connect.CodeOf(err); dep == "router" && (c == connect.CodePermissionDenied || c == connect.CodeFailedPrecondition) {
+		var ce *connect.Error
+		if errors.As(err, &ce) && ce.Message() != "" {
+			return &pipeline.Denial{Kind: pipeline.KindForbidden, Message: "routing refused: " + ce.Message()}
+		}
 	}
 	var kind error
 	switch connect.CodeOf(err) {

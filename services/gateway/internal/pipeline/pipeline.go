@@ -486,8 +486,11 @@ func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) 
 func (pl *Pipeline) routeFailed(ctx context.Context, p *Prepared, err error) error {
 	d := depDenial("router", err, KindProvider)
 	decision := auditv1.Decision_DECISION_FAILED_PROVIDER
-	if d.Kind == KindNotFound {
+	switch d.Kind {
+	case KindNotFound:
 		d.Message = fmt.Sprintf("model %q does not exist or is not routable", p.Request.Model)
+		decision = auditv1.Decision_DECISION_DENIED_POLICY
+	case KindForbidden:
 		decision = auditv1.Decision_DECISION_DENIED_POLICY
 	}
 	pl.release(p)
