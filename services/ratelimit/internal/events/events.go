@@ -81,29 +81,40 @@ func NewConsumer(p ConsumerParams) (*Consumer, error) {
 	return &Consumer{p: p}, nil
 }
 
+// consumer returns the durable consumer, creating it on first use. An existing
+// durable is reused as it is: it remembers where it stopped, and its start time
+// cannot be changed once set (an update that names a new one is refused), so a
+// restart must not try to.
+func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := c.p.JS.Consumer(ctx, c.p.Stream, c.p.Durable)
+	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return cons, err
+	}
+	start := time.Now().Add(-c.p.StartFrom)
+	cons, err = c.p.JS.CreateConsumer(ctx, c.p.Stream, jetstream.ConsumerConfig{
+		Durable:       c.p.Durable,
+		FilterSubject: LLMCallSubject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &start,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    10,
+	})
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		// Another replica created it first.
+		return c.p.JS.Consumer(ctx, c.p.Stream, c.p.Durable)
+	}
+	return cons, err
+}
+
 // Run consumes until ctx is done. It waits for the stream to exist (the audit
 // service creates it) rather than failing.
 func (c *Consumer) Run(ctx context.Context) error {
 	var cons jetstream.Consumer
 	for {
-		start := time.Now().Add(-c.p.StartFrom)
 		var err error
-		cons, err = c.p.JS.CreateOrUpdateConsumer(ctx, c.p.Stream, jetstream.ConsumerConfig{
-			Durable:       c.p.Durable,
-			FilterSubject: LLMCallSubject,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime:  &start,
-			AckWait:       30 * time.Second,
-			MaxDeliver:    10,
-		})
-		if err == nil {
+		if cons, err = c.consumer(ctx); err == nil {
 			break
-		}
-		if errors.Is(err, jetstream.ErrConsumerExists) || errors.Is(err, jetstream.ErrConsumerNameAlreadyInUse) {
-			if cons, err = c.p.JS.Consumer(ctx, c.p.Stream, c.p.Durable); err == nil {
-				break
-			}
 		}
 		c.p.Logger.WarnContext(ctx, "waiting for the audit stream", "stream", c.p.Stream, "error", err)
 		select {
