@@ -1,6 +1,6 @@
 # Bulwark's everyday commands. Each target is a thin wrapper over a script in
 # tools/scripts, so CI and people run exactly the same steps.
-.PHONY: help run run-split demo test lint generate build tools vault deps clean
+.PHONY: help run run-split demo bench test lint generate build tools vault deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,6 +13,10 @@ run-split: deps vault ## run every service as its own process (dev stack)
 
 demo: ## scripted tour against a running `make run`
 	go run ./tools/bulwark demo
+
+bench: deps vault ## added latency of the all-in-one and split mode vs the provider simulator (tools/bench)
+	go run ./tools/bench --target allinone --rate 100 --duration 20s
+	go run ./tools/bench --target split --rate 100 --duration 20s
 
 test: ## run every test of every module with -race against real Redis, NATS and Vault
 	tools/scripts/test.sh
