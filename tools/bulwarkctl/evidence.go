@@ -261,10 +261,10 @@ func buildEvidence(ctx context.Context, cmd *cobra.Command, a *api, from, to *ti
 	step("policies")
 	type envPolicy struct {
 		Environment, Version, ContentHash, Approver, ChangeID string
-		MFA                                                 any `json:"mfa"`
-		DataClasses                                         any `json:"data_classes"`
-		Providers                                           any `json:"providers"`
-		Defaults                                            any `json:"defaults"`
+		MFA                                                   any `json:"mfa"`
+		DataClasses                                           any `json:"data_classes"`
+		Providers                                             any `json:"providers"`
+		Defaults                                              any `json:"defaults"`
 	}
 	var policies []envPolicy
 	var versions []*identityv1.PolicyVersion

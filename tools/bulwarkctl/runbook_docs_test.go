@@ -180,12 +180,12 @@ func TestRunbooks_EveryBulwarkctlCommandParsesAgainstTheCommandTree(t *testing.T
 
 func TestRunbooks_CheckerRejectsCommandsThatDoNotExist(t *testing.T) {
 	for _, bad := range []string{
-		"bulwarkctl provider remove openai",                     // no such subcommand
-		"bulwarkctl provider disable openai",                    // --reason is required
-		"bulwarkctl keys rotate --provider openai --region eu",  // no such flag
-		"bulwarkctl audit query --key-id",                       // flag without its value
-		"bulwarkctl keys",                                       // a group, not a command
-		"bulwarkctl changes promote CH1",                        // --env is required
+		"bulwarkctl provider remove openai",                    // no such subcommand
+		"bulwarkctl provider disable openai",                   // --reason is required
+		"bulwarkctl keys rotate --provider openai --region eu", // no such flag
+		"bulwarkctl audit query --key-id",                      // flag without its value
+		"bulwarkctl keys",                                      // a group, not a command
+		"bulwarkctl changes promote CH1",                       // --env is required
 	} {
 		if path, ok := checkCommandLine(bad); ok {
 			t.Errorf("%q was accepted as %s", bad, path)
@@ -198,4 +198,3 @@ func TestRunbooks_CheckerRejectsCommandsThatDoNotExist(t *testing.T) {
 		t.Errorf("shellFields: %q", got)
 	}
 }
-
