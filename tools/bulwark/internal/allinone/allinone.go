@@ -161,8 +161,15 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 
 	reg := platform.NewRegistry()
 	metrics := platform.NewRPCMetrics(reg)
+	// Tracing as in split mode (BULWARK_TRACES_EXPORTER; none by default): one
+	// trace per request across every service hop, the provider call and the audit consumer.
+	tp, stopTracing, err := platform.StartTracing(ctx, "bulwark", log)
+	if err != nil {
+		return nil, err
+	}
+	in.closer.add(stopTracing)
 	// plain: identity (which authorizes its own calls) and the gateway (whose pipeline authenticates).
-	plain := platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: metrics})
+	plain := platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: metrics, TracerProvider: tp})
 
 	var ic identity.Config
 	if err := platform.LoadConfig("BULWARK_IDENTITY_", &ic); err != nil {
@@ -186,8 +193,12 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	// calls reach it through this handler once it exists.
 	var identityHandler http.Handler = http.NotFoundHandler()
 	toIdentity := gateway.InProcessClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { identityHandler.ServeHTTP(w, r) }))
-	idClient := identityv1connect.NewIdentityServiceClient(toIdentity, "http://identity.in-process")
-	policyClient := keyedPolicy{PolicyServiceClient: identityv1connect.NewPolicyServiceClient(toIdentity, "http://identity.in-process"),
+	traced, err := platform.ClientOptions(tp)
+	if err != nil {
+		return nil, err
+	}
+	idClient := identityv1connect.NewIdentityServiceClient(toIdentity, "http://identity.in-process", traced...)
+	policyClient := keyedPolicy{PolicyServiceClient: identityv1connect.NewPolicyServiceClient(toIdentity, "http://identity.in-process", traced...),
 		keys: sysKeys, def: gc.DefaultEnvironment}
 	// Every other service is on the public port too, so it enforces identity's
 	// permission table exactly as in a split deployment.
@@ -195,7 +206,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: metrics, Auth: az.AuthFunc()})
+	opts := platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: metrics, Auth: az.AuthFunc(), TracerProvider: tp})
 
 	// audit first: it creates the audit stream the others publish to and read from.
 	var ac audit.Config
@@ -207,7 +218,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	if !ac.AuthDisabled {
 		ac.IdentityURL, ac.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
-	aud, err := audit.New(ctx, audit.Params{Config: ac, Logger: log.With("service", "audit"), JS: js, Vault: vi.Client, HandlerOptions: opts})
+	aud, err := audit.New(ctx, audit.Params{Config: ac, Logger: log.With("service", "audit"), JS: js, Vault: vi.Client, HandlerOptions: opts, TracerProvider: tp})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -276,7 +287,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		rtc.IdentityURL, rtc.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
 	rt, err := router.New(router.Params{Config: rtc, Logger: log.With("service", "router"), Vault: vi.Client, JetStream: js,
-		HandlerOptions: opts, HTTPClient: providerClient})
+		HandlerOptions: opts, HTTPClient: providerClient, TracerProvider: tp, Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -290,7 +301,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		return nil, fmt.Errorf("gateway payload key: %w", err)
 	}
 	withKey := connect.WithInterceptors(bearer(sysKey))
-	routerClient := routerv1connect.NewRouterServiceClient(gateway.InProcessClient(rt.Handler), "http://router.in-process", withKey)
+	routerClient := routerv1connect.NewRouterServiceClient(gateway.InProcessClient(rt.Handler), "http://router.in-process", append(traced, withKey)...)
 	gw, err := gateway.New(gateway.Params{
 		Config: gc, Logger: log.With("service", "gateway"),
 		Authenticator:  idClient,
@@ -303,6 +314,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		NATS:           nc,
 		JS:             js,
 		HandlerOptions: plain,
+		TracerProvider: tp,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
