@@ -147,8 +147,18 @@ func (s *Server) Registry() *prometheus.Registry { return s.params.Registry }
 
 // Serve accepts connections on ln until ctx is done, then stops accepting,
 // reports NOT_SERVING, and drains in-flight requests for at most ShutdownTimeout.
+// With BULWARK_PPROF_ADDR set it also serves the runtime profiles there.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	log := s.params.Logger
+	var prof ProfilingConfig
+	if err := LoadConfig("BULWARK_", &prof); err != nil {
+		return err
+	}
+	profCtx, stopProfiling := context.WithCancel(ctx)
+	defer stopProfiling()
+	if _, err := startProfiling(profCtx, prof, log); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	log.InfoContext(ctx, "serving", "service", s.params.Name, "addr", ln.Addr().String())
