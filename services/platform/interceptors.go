@@ -66,7 +66,9 @@ func HandlerOptions(p InterceptorParams) []connect.HandlerOption {
 	var chain []connect.Interceptor
 	if p.TracerProvider != nil {
 		if t, err := TracingInterceptor(p.TracerProvider); err == nil {
-			chain = append(chain, t)
+			if t != nil {
+				chain = append(chain, t)
+			}
 		} else {
 			p.Logger.Error("tracing disabled", "error", err.Error())
 		}
@@ -75,8 +77,14 @@ func HandlerOptions(p InterceptorParams) []connect.HandlerOption {
 	if p.Auth != nil {
 		chain = append(chain, &authInterceptor{auth: p.Auth})
 	}
-	return []connect.HandlerOption{connect.WithInterceptors(chain...)}
+	// Compressing a small message costs more CPU (a gzip writer's reset
+	// alone) than it saves on a service network; large ones (audit exports,
+	// evidence) still travel compressed when the client accepts it.
+	return []connect.HandlerOption{connect.WithInterceptors(chain...), connect.WithCompressMinBytes(CompressMinBytes)}
 }
+
+// CompressMinBytes is the smallest response a Bulwark service compresses.
+const CompressMinBytes = 16 << 10
 
 // recovered turns a handler panic into CodeInternal, logging the panic (but
 // never sending it to the client), so that one bad request cannot kill the process.

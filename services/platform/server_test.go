@@ -29,6 +29,15 @@ type panicky struct {
 	redactionv1connect.UnimplementedRedactionServiceHandler
 }
 
+// echoer answers Inspect with the request's text: a response as large as the request.
+type echoer struct {
+	redactionv1connect.UnimplementedRedactionServiceHandler
+}
+
+func (echoer) Inspect(_ context.Context, req *connect.Request[redactionv1.InspectRequest]) (*connect.Response[redactionv1.InspectResponse], error) {
+	return connect.NewResponse(&redactionv1.InspectResponse{DataClasses: []string{req.Msg.GetText()}}), nil
+}
+
 func (panicky) ListProfiles(context.Context, *connect.Request[redactionv1.ListProfilesRequest]) (*connect.Response[redactionv1.ListProfilesResponse], error) {
 	panic("boom")
 }
@@ -96,6 +105,34 @@ func TestServer_GRPCGoClientSeesHealthAndReflection(t *testing.T) {
 	}
 	if !contains(names, redactionv1connect.RedactionServiceName) || !contains(names, grpchealth.HealthV1ServiceName) {
 		t.Fatalf("reflection lists %v", names)
+	}
+}
+
+func TestServer_CompressesOnlyLargeResponses(t *testing.T) {
+	path, h := redactionv1connect.NewRedactionServiceHandler(echoer{}, platform.HandlerOptions(platform.InterceptorParams{Logger: slog.New(slog.DiscardHandler)})...)
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	url := platformtest.Serve(t, mux)
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{100, ""}, {platform.CompressMinBytes - 100, ""}, {2 * platform.CompressMinBytes, "gzip"}} {
+		body := `{"text":"` + strings.Repeat("a", tc.size) + `"}`
+		req, err := http.NewRequest(http.MethodPost, url+"/bulwark.redaction.v1.RedactionService/Inspect", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept-Encoding", "gzip")
+		res, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Encoding") != tc.want {
+			t.Errorf("%d-byte response: status %d, Content-Encoding %q, want %q", tc.size, res.StatusCode, res.Header.Get("Content-Encoding"), tc.want)
+		}
 	}
 }
 

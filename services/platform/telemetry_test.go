@@ -23,6 +23,12 @@ func TestNewTracerProvider_NoneIsNoopAndBadSettingsAreRefused(t *testing.T) {
 		t.Error("the none exporter records spans")
 	}
 	_ = stop(context.Background())
+	if i, err := TracingInterceptor(tp); i != nil || err != nil {
+		t.Errorf("tracing off still intercepts every RPC: %v, %v", i, err)
+	}
+	if opts, err := ClientOptions(tp); len(opts) != 0 || err != nil {
+		t.Errorf("tracing off still adds client options: %v, %v", opts, err)
+	}
 	for _, c := range []TracingConfig{{Exporter: "zipkin", SampleRatio: 1}, {Exporter: "stdout", SampleRatio: 2}} {
 		if _, _, err := NewTracerProvider(context.Background(), "x", c); !errors.Is(err, ErrTracingConfig) {
 			t.Errorf("%+v: %v", c, err)
@@ -34,6 +40,9 @@ func TestNewTracerProvider_NoneIsNoopAndBadSettingsAreRefused(t *testing.T) {
 	}
 	if _, span := tp.Tracer("t").Start(context.Background(), "s"); !span.SpanContext().IsValid() {
 		t.Error("the stdout exporter's provider does not record")
+	}
+	if i, err := TracingInterceptor(tp); i == nil || err != nil {
+		t.Errorf("tracing on: interceptor %v, %v", i, err)
 	}
 	if err := stop(context.Background()); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Propagator is the W3C trace-context propagator used on every hop: Connect
@@ -17,8 +18,14 @@ var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // TracingInterceptor returns a Connect interceptor that starts a span per RPC
 // on tp and propagates W3C trace context. Bulwark's services trust each other's
-// trace context, so a request keeps one trace across every hop.
+// trace context, so a request keeps one trace across every hop. With the
+// no-op provider (tracing off) it returns a nil interceptor.
 func TracingInterceptor(tp trace.TracerProvider) (connect.Interceptor, error) {
+	if _, off := tp.(noop.TracerProvider); off {
+		// Tracing is off (BULWARK_TRACES_EXPORTER=none): no spans would be
+		// recorded, so skip the per-RPC work of starting them.
+		return nil, nil
+	}
 	return otelconnect.NewInterceptor(
 		otelconnect.WithTracerProvider(tp),
 		otelconnect.WithPropagator(Propagator),
@@ -34,7 +41,7 @@ func ClientOptions(tp trace.TracerProvider) ([]connect.ClientOption, error) {
 		return nil, nil
 	}
 	i, err := TracingInterceptor(tp)
-	if err != nil {
+	if err != nil || i == nil {
 		return nil, err
 	}
 	return []connect.ClientOption{connect.WithInterceptors(i)}, nil
