@@ -99,6 +99,10 @@ type Service struct {
 	Name    string
 	Path    string
 	Handler http.Handler
+	// API is the handler implementation itself, for unary calls from the same
+	// process (the all-in-one gateway): no encoding, no interceptors. Its
+	// callers are trusted as the process is; Handler is what others reach.
+	API routerv1connect.RouterServiceHandler
 }
 
 // New builds the router.
@@ -149,7 +153,7 @@ func New(p Params) (*Service, error) {
 		return nil, err
 	}
 	path, h := routerv1connect.NewRouterServiceHandler(impl, p.HandlerOptions...)
-	return &Service{Name: routerv1connect.RouterServiceName, Path: path, Handler: h}, nil
+	return &Service{Name: routerv1connect.RouterServiceName, Path: path, Handler: h, API: impl}, nil
 }
 
 // LoadConfig reads Config from the environment.

@@ -19,6 +19,7 @@ package anomaly
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -179,13 +180,67 @@ func esc(s string) string { return keyEscaper.Replace(s) }
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
 
-// lastHour moves a subject's "last hour seen" forward and returns the old one.
-var lastHour = redis.NewScript(`
-local p = redis.call('GET', KEYS[1])
-if not p or tonumber(p) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
-return p`)
+//go:embed observe.lua
+var observeLua string
 
-// Observe takes one audit event and returns the alerts it raised.
+// observeScript counts an event for one subject (see observe.lua).
+var observeScript = redis.NewScript(observeLua)
+
+// seenKeep is how long a subject remembers an event it counted, against redelivery.
+const seenKeep = 2 * time.Hour
+
+// baselineFields are the fields observe.lua reads for an hour: each metric in
+// the hour-of-week slot, then in the hour-of-day slot (see baselines).
+func baselineFields(hour int64) []string {
+	sl := slots(hour)
+	fields := make([]string, 0, 2*len(metricNames))
+	for _, slot := range sl[:2] {
+		for _, m := range metricNames {
+			fields = append(fields, slot+":"+m)
+		}
+	}
+	return fields
+}
+
+// observation is observe.lua's reply for one subject.
+type observation struct {
+	replayed                                  bool
+	firstMs                                   int64
+	requests, tokens, spend, pii, denials     int64
+	models, newModel, newProvider             int64
+	denialBurst, injectionBurst, previousHour int64
+	baselineValues                            []string
+}
+
+func parseObservation(v any) (observation, error) {
+	r, ok := v.([]any)
+	if !ok || len(r) < 13 {
+		return observation{}, fmt.Errorf("observe: unexpected reply %T", v)
+	}
+	n := make([]int64, 13)
+	for i := range n {
+		if n[i], ok = r[i].(int64); !ok {
+			return observation{}, fmt.Errorf("observe: reply field %d is %T", i, r[i])
+		}
+	}
+	o := observation{replayed: n[0] == 1, firstMs: n[1], requests: n[2], tokens: n[3], spend: n[4], pii: n[5], denials: n[6],
+		models: n[7], newModel: n[8], newProvider: n[9], denialBurst: n[10], injectionBurst: n[11], previousHour: n[12]}
+	for _, b := range r[13:] {
+		s, _ := b.(string)
+		o.baselineValues = append(o.baselineValues, s)
+	}
+	return o, nil
+}
+
+// observed is one subject of an event with what observe.lua said about it.
+type observed struct {
+	s, parent subject
+	cmd       *redis.Cmd
+}
+
+// Observe takes one audit event and returns the alerts it raised. Both of its
+// subjects (principal and API key) are counted in one pipelined round trip;
+// only the first event of a new hour and a raised alert cost more.
 func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*ratelimitv1.AnomalyEvent, error) {
 	call := ev.GetLlmCall()
 	if call == nil || ev.GetTime() == nil {
@@ -193,40 +248,88 @@ func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*rate
 	}
 	d.events.Inc()
 	at := ev.GetTime().AsTime()
-	// A redelivered event that was fully processed is not counted twice.
-	seenKey := d.prefix + "seen:" + esc(ev.GetEventId())
-	if ev.GetEventId() != "" {
-		n, err := d.rdb.Exists(ctx, seenKey).Result()
-		if err != nil {
-			return nil, fmt.Errorf("check event: %w", err)
-		}
-		if n > 0 {
-			return nil, nil
-		}
-	}
-	var raised []*ratelimitv1.AnomalyEvent
+	var subs []observed
 	var principal subject
 	if call.GetPrincipalId() != "" {
 		principal = subject{"principal", call.GetPrincipalId()}
-		a, err := d.observeSubject(ctx, principal, subject{}, ev, call, at)
-		if err != nil {
-			return raised, err
-		}
-		raised = append(raised, a...)
+		subs = append(subs, observed{s: principal})
 	}
 	if call.GetApiKeyId() != "" {
-		a, err := d.observeSubject(ctx, subject{"api_key", call.GetApiKeyId()}, principal, ev, call, at)
+		subs = append(subs, observed{s: subject{"api_key", call.GetApiKeyId()}, parent: principal})
+	}
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	eventID := ev.GetEventId()
+	if eventID == "" {
+		eventID = ulid.Make().String() // without an id a redelivery cannot be recognised
+	}
+	if err := d.count(ctx, subs, eventID, call, at); err != nil {
+		return nil, err
+	}
+	var raised []*ratelimitv1.AnomalyEvent
+	for _, sub := range subs {
+		o, err := parseObservation(sub.cmd.Val())
 		if err != nil {
 			return raised, err
 		}
+		a, err := d.judge(ctx, sub.s, sub.parent, ev, call, at, o)
 		raised = append(raised, a...)
-	}
-	if ev.GetEventId() != "" {
-		if err := d.rdb.Set(ctx, seenKey, 1, 2*time.Hour).Err(); err != nil {
-			return raised, fmt.Errorf("mark event: %w", err)
+		if err != nil {
+			return raised, err
 		}
 	}
 	return raised, nil
+}
+
+// count runs observe.lua for every subject in one pipeline. A script Redis
+// lost (a restart) is loaded and the pipeline sent again, which is safe: a
+// subject that was counted answers with its first reply.
+func (d *Detector) count(ctx context.Context, subs []observed, eventID string, call *auditv1.LlmCall, at time.Time) error {
+	hour := at.Unix() / 3600
+	hs := strconv.FormatInt(hour, 10)
+	var pii int64
+	for _, n := range call.GetFindings() {
+		pii += int64(n)
+	}
+	var denied, injection int
+	if isDenied(call.GetDecision()) {
+		denied = 1
+	}
+	if d.injectionFlagged(call) {
+		injection = 1
+	}
+	model := call.GetModelServed()
+	if model == "" {
+		model = call.GetModelRequested()
+	}
+	win := strconv.FormatInt(at.UnixNano()/int64(d.cfg.BurstWindow), 10)
+	args := []any{at.UnixMilli(), hour, call.GetInputTokens() + call.GetOutputTokens(), call.GetCostMicros(), pii, denied, injection,
+		model, call.GetProvider(), int64(subjectKeep.Seconds()), int64(hourKeep.Seconds()), int64((2 * d.cfg.BurstWindow).Seconds()),
+		int64(seenKeep.Seconds())}
+	for _, f := range baselineFields(hour) {
+		args = append(args, f)
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := d.rdb.Pipeline()
+		for i := range subs {
+			s := subs[i].s
+			keys := []string{d.key(s, "seen:"+esc(eventID)), d.key(s, "first"), d.key(s, "h:"+hs), d.key(s, "hm:"+hs),
+				d.key(s, "models"), d.key(s, "providers"), d.key(s, "db:"+win), d.key(s, "ib:"+win), d.key(s, "last"), d.key(s, "b")}
+			subs[i].cmd = observeScript.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := observeScript.Load(ctx, d.rdb).Err(); err != nil {
+				return fmt.Errorf("count event: load script: %w", err)
+			}
+			continue
+		}
+		return fmt.Errorf("count event: %w", err)
+	}
 }
 
 func isDenied(dec auditv1.Decision) bool {
@@ -255,121 +358,68 @@ const (
 	subjectKeep = 90 * 24 * time.Hour
 )
 
-func (d *Detector) observeSubject(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time) ([]*ratelimitv1.AnomalyEvent, error) {
+// judge decides the alerts of one subject for an event it has counted.
+func (d *Detector) judge(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time, o observation) ([]*ratelimitv1.AnomalyEvent, error) {
 	hour := at.Unix() / 3600
-	hs := strconv.FormatInt(hour, 10)
-	tokens := call.GetInputTokens() + call.GetOutputTokens()
-	var pii int64
-	for _, n := range call.GetFindings() {
-		pii += int64(n)
-	}
-	var denied int64
-	if isDenied(call.GetDecision()) {
-		denied = 1
-	}
 	model := call.GetModelServed()
 	if model == "" {
 		model = call.GetModelRequested()
 	}
-	win := at.UnixNano() / int64(d.cfg.BurstWindow)
-
-	// Count the event, in one pipelined round trip.
-	pipe := d.rdb.TxPipeline()
-	first := pipe.SetArgs(ctx, d.key(s, "first"), at.UnixMilli(), redis.SetArgs{Mode: "NX", Get: true})
-	// What a subject has used is kept while it is active; after 90 idle days it learns anew.
-	pipe.Expire(ctx, d.key(s, "first"), subjectKeep)
-	hk := d.key(s, "h:"+hs)
-	req := pipe.HIncrBy(ctx, hk, "requests", 1)
-	tok := pipe.HIncrBy(ctx, hk, "tokens", tokens)
-	spend := pipe.HIncrBy(ctx, hk, "spend_micros", call.GetCostMicros())
-	piiC := pipe.HIncrBy(ctx, hk, "pii_findings", pii)
-	den := pipe.HIncrBy(ctx, hk, "denials", denied)
-	pipe.Expire(ctx, hk, hourKeep)
-	mk := d.key(s, "hm:"+hs)
-	var newModel, newProvider *redis.IntCmd
-	if model != "" {
-		pipe.SAdd(ctx, mk, model)
-		pipe.Expire(ctx, mk, hourKeep)
-		newModel = pipe.SAdd(ctx, d.key(s, "models"), model)
-		pipe.Expire(ctx, d.key(s, "models"), subjectKeep)
-	}
-	models := pipe.SCard(ctx, mk)
-	if call.GetProvider() != "" {
-		newProvider = pipe.SAdd(ctx, d.key(s, "providers"), call.GetProvider())
-		pipe.Expire(ctx, d.key(s, "providers"), subjectKeep)
-	}
-	var denBurst, injBurst *redis.IntCmd
-	if denied == 1 {
-		k := d.key(s, "db:"+strconv.FormatInt(win, 10))
-		denBurst = pipe.Incr(ctx, k)
-		pipe.Expire(ctx, k, 2*d.cfg.BurstWindow)
-	}
-	if d.injectionFlagged(call) {
-		k := d.key(s, "ib:"+strconv.FormatInt(win, 10))
-		injBurst = pipe.Incr(ctx, k)
-		pipe.Expire(ctx, k, 2*d.cfg.BurstWindow)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("count event: %w", err)
-	}
 	firstSeen := at
-	if v, err := first.Result(); err == nil {
-		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
-			firstSeen = time.UnixMilli(ms)
-		}
+	if o.firstMs >= 0 {
+		firstSeen = time.UnixMilli(o.firstMs)
 	}
 	learned := at.Sub(firstSeen) >= d.cfg.Learning
 
-	// Close the hours this subject has left since its last event.
-	prev, err := lastHour.Run(ctx, d.rdb, []string{d.key(s, "last")}, hour, int(hourKeep.Seconds())).Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("track hour: %w", err)
-	}
-	if err == nil && prev < hour {
-		if err := d.fold(ctx, s, prev, hour); err != nil {
+	// Close the hours this subject has left since its last event (the first
+	// event of an hour does this, once: observe.lua moved "last" forward).
+	base := d.parseBaselines(o.baselineValues)
+	if !o.replayed && o.previousHour >= 0 && o.previousHour < hour {
+		if err := d.fold(ctx, s, o.previousHour, hour); err != nil {
+			return nil, err
+		}
+		// The closed hours may share this hour's slots: read them again.
+		var err error
+		if base, err = d.baselines(ctx, s, hour); err != nil {
 			return nil, err
 		}
 	}
 
 	cur := map[string]float64{
-		"requests": float64(req.Val()), "tokens": float64(tok.Val()), "spend_micros": float64(spend.Val()),
-		"pii_findings": float64(piiC.Val()), "denials": float64(den.Val()), "distinct_models": float64(models.Val()),
+		"requests": float64(o.requests), "tokens": float64(o.tokens), "spend_micros": float64(o.spend),
+		"pii_findings": float64(o.pii), "denials": float64(o.denials), "distinct_models": float64(o.models),
 	}
-	if req.Val() >= 5 {
-		cur["tokens_per_request"] = float64(tok.Val()) / float64(req.Val())
+	if o.requests >= 5 {
+		cur["tokens_per_request"] = float64(o.tokens) / float64(o.requests)
 	}
 
 	a := alerter{d: d, s: s, parent: parent, at: at, hour: hour, env: ev.GetEnvironment()}
-	if denBurst != nil && denBurst.Val() == d.cfg.DenialBurst {
-		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_DENIAL_BURST, "denials", float64(denBurst.Val()), 0, 0, float64(denBurst.Val())/float64(d.cfg.DenialBurst), "",
-			fmt.Sprintf("%d denied calls within %s", denBurst.Val(), d.cfg.BurstWindow))
+	if o.denialBurst == d.cfg.DenialBurst {
+		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_DENIAL_BURST, "denials", float64(o.denialBurst), 0, 0, float64(o.denialBurst)/float64(d.cfg.DenialBurst), "",
+			fmt.Sprintf("%d denied calls within %s", o.denialBurst, d.cfg.BurstWindow))
 	}
-	if injBurst != nil && injBurst.Val() == d.cfg.InjectionBurst {
-		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_INJECTION_BURST, "injection_flagged", float64(injBurst.Val()), 0, 0, float64(injBurst.Val())/float64(d.cfg.InjectionBurst), "",
-			fmt.Sprintf("%d prompt-injection-flagged calls within %s", injBurst.Val(), d.cfg.BurstWindow))
+	if o.injectionBurst == d.cfg.InjectionBurst {
+		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_INJECTION_BURST, "injection_flagged", float64(o.injectionBurst), 0, 0, float64(o.injectionBurst)/float64(d.cfg.InjectionBurst), "",
+			fmt.Sprintf("%d prompt-injection-flagged calls within %s", o.injectionBurst, d.cfg.BurstWindow))
 	}
 	if !learned {
 		return a.out, a.err
 	}
-	if newModel != nil && newModel.Val() == 1 {
+	if o.newModel == 1 {
 		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_NEW_MODEL, "model", 1, 0, 0, 1, model,
 			fmt.Sprintf("first use of model %q", model))
 	}
-	if newProvider != nil && newProvider.Val() == 1 {
+	if o.newProvider == 1 {
 		a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_NEW_PROVIDER, "provider", 1, 0, 0, 1, call.GetProvider(),
 			fmt.Sprintf("first use of provider %q", call.GetProvider()))
 	}
 
-	base, err := d.baselines(ctx, s, hour)
-	if err != nil {
-		return a.out, err
-	}
 	offHours := false
 	if b, ok := base["requests"]; ok && b.mean < d.cfg.OffHoursMean {
 		offHours = true
-		if req.Val() >= d.cfg.OffHoursMinRequests {
-			a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_OFF_HOURS, "requests", cur["requests"], b.mean, b.std(), float64(req.Val()), "",
-				fmt.Sprintf("%d calls in an hour of the week this %s is usually idle (%.2f on average)", req.Val(), s.kind, b.mean))
+		if o.requests >= d.cfg.OffHoursMinRequests {
+			a.raise(ctx, ratelimitv1.AnomalyKind_ANOMALY_KIND_OFF_HOURS, "requests", cur["requests"], b.mean, b.std(), float64(o.requests), "",
+				fmt.Sprintf("%d calls in an hour of the week this %s is usually idle (%.2f on average)", o.requests, s.kind, b.mean))
 		}
 	}
 	if !offHours {
@@ -512,31 +562,34 @@ func (d *Detector) fold(ctx context.Context, s subject, from, to int64) error {
 // baselines returns, per metric, the slot to compare the given hour with: its
 // hour of the week when that has enough samples, else its hour of the day.
 func (d *Detector) baselines(ctx context.Context, s subject, hour int64) (map[string]stat, error) {
-	sl := slots(hour)
-	fields := make([]string, 0, 2*len(metricNames))
-	for _, slot := range sl[:2] {
-		for _, m := range metricNames {
-			fields = append(fields, slot+":"+m)
-		}
-	}
-	got, err := d.rdb.HMGet(ctx, d.key(s, "b"), fields...).Result()
+	got, err := d.rdb.HMGet(ctx, d.key(s, "b"), baselineFields(hour)...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read baselines: %w", err)
 	}
+	values := make([]string, len(got))
+	for i, v := range got {
+		values[i], _ = v.(string)
+	}
+	return d.parseBaselines(values), nil
+}
+
+// parseBaselines reads the values of baselineFields: per metric, the
+// hour-of-week slot when it has enough samples, else the hour-of-day slot.
+func (d *Detector) parseBaselines(values []string) map[string]stat {
 	out := map[string]stat{}
 	for i, m := range metricNames {
 		for j := range 2 {
-			v, ok := got[j*len(metricNames)+i].(string)
-			if !ok {
+			k := j*len(metricNames) + i
+			if k >= len(values) || values[k] == "" {
 				continue
 			}
-			if st := parseStat(v); st.n >= int64(d.cfg.MinSamples) {
+			if st := parseStat(values[k]); st.n >= int64(d.cfg.MinSamples) {
 				out[m] = st
 				break
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // alerter raises the alerts of one subject for one event.

@@ -237,3 +237,60 @@ func TestDetector_RedeliveredEventIsNotCountedTwice(t *testing.T) {
 		t.Fatal("an event without llm_call was accepted")
 	}
 }
+
+// flaky fails its first n publishes, as a NATS outage would.
+type flaky struct {
+	Publisher
+	n int
+}
+
+func (f *flaky) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if f.n > 0 {
+		f.n--
+		return fmt.Errorf("nats: no responders available for request")
+	}
+	return f.Publisher.Publish(ctx, subject, msgID, data)
+}
+
+func TestDetector_AlertThatFailedToPublishIsRaisedOnRedeliveryWithoutRecounting(t *testing.T) {
+	h := newHarness(t, Config{Learning: time.Nanosecond})
+	at := monday.Add(10 * time.Hour)
+	h.observe(at, 1, normal())
+	h.d.pub = &flaky{Publisher: h.d.pub, n: 1}
+	ev := &auditv1.AuditEvent{EventId: "new-model", Time: timestamppb.New(at.Add(time.Minute)), Environment: "prod",
+		Payload: &auditv1.AuditEvent_LlmCall{LlmCall: &auditv1.LlmCall{PrincipalId: "alice", ApiKeyId: "key-a",
+			ModelServed: "o3", Provider: "openai", InputTokens: 5, Decision: auditv1.Decision_DECISION_ALLOWED}}}
+	if _, err := h.d.Observe(context.Background(), ev); err == nil {
+		t.Fatal("a failed alert publish was not reported, so the event would not be redelivered")
+	}
+	a, err := h.d.Observe(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 1 || a[0].GetKind() != ratelimitv1.AnomalyKind_ANOMALY_KIND_NEW_MODEL || a[0].GetDetail() != "o3" {
+		t.Fatalf("redelivery raised %v; want the one new-model alert", kinds(a))
+	}
+	if a, _ := h.d.Observe(context.Background(), ev); len(a) != 0 {
+		t.Fatalf("a third delivery raised %v again", kinds(a))
+	}
+	for _, s := range []subject{{"principal", "alice"}, {"api_key", "key-a"}} {
+		n, err := h.d.rdb.HGet(context.Background(), h.d.key(s, fmt.Sprintf("h:%d", at.Unix()/3600)), "requests").Int()
+		if err != nil || n != 2 {
+			t.Errorf("%s: %d requests counted (%v); want 2 (the first call and this one, once)", s.kind, n, err)
+		}
+	}
+}
+
+func TestDetector_CountsAfterRedisLostItsScripts(t *testing.T) {
+	h := newHarness(t, Config{})
+	at := monday.Add(10 * time.Hour)
+	h.observe(at, 1, normal())
+	if err := h.d.rdb.ScriptFlush(context.Background()).Err(); err != nil { // as after a restart or failover
+		t.Fatal(err)
+	}
+	h.observe(at, 1, normal())
+	n, err := h.d.rdb.HGet(context.Background(), h.d.key(subject{"api_key", "key-a"}, fmt.Sprintf("h:%d", at.Unix()/3600)), "requests").Int()
+	if err != nil || n != 2 {
+		t.Fatalf("%d requests counted after SCRIPT FLUSH (%v); want 2", n, err)
+	}
+}

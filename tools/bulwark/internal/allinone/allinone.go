@@ -308,7 +308,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		Authorizer:     policyClient,
 		Limiter:        rl.API,
 		Redactor:       gateway.EngineRedactor(red.Engine),
-		Router:         routerClient,
+		Router:         rt.API,
 		Streamer:       gateway.StreamerFromClient(routerClient),
 		Hasher:         hasher,
 		NATS:           nc,
