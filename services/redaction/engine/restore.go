@@ -136,3 +136,6 @@ func (r *Restorer) Flush() string {
 
 // Restored counts the placeholders restored so far.
 func (r *Restorer) Restored() int { return r.restored }
+
+// Holding reports whether text is held back, waiting for the next chunk.
+func (r *Restorer) Holding() bool { return r.pending != "" }

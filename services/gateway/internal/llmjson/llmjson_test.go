@@ -1,6 +1,7 @@
 package llmjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -289,4 +290,18 @@ func FuzzParseRewrite(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStreamRestorer_EventsWithoutPlaceholdersPassUnchanged(t *testing.T) {
+	s := NewStreamRestorer(OpenAIChat, tm(), false)
+	plain := []byte(`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello "},"finish_reason":null}]}`)
+	if out := s.Event(Event{Data: plain}); len(out) != 1 || !bytes.Equal(out[0].Data, plain) {
+		t.Fatalf("plain chunk rewritten: %s", out[0].Data)
+	}
+	// While a placeholder's start is held back, the next chunk is not passed as is.
+	s.Event(Event{Data: []byte(`{"choices":[{"index":0,"delta":{"content":"to ⟨EMAIL_ADD"}}]}`)})
+	out := s.Event(Event{Data: []byte(`{"choices":[{"index":0,"delta":{"content":"RESS_1⟩!"}}]}`)})
+	if got := collectOpenAI(t, out); !strings.Contains(got, "jane.doe@example.com") {
+		t.Fatalf("held placeholder not restored: %q", got)
+	}
 }

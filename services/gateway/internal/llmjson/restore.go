@@ -136,6 +136,21 @@ func (s *StreamRestorer) Restored() int {
 
 func (s *StreamRestorer) active() bool { return s.tm != nil && s.tm.Len() > 0 }
 
+// passThrough reports whether an event cannot change: it holds no
+// placeholder (nor the start of one) and no channel holds text back. Most
+// events of a stream are such, and skip decoding and encoding.
+func (s *StreamRestorer) passThrough(data []byte) bool {
+	if mayHoldPlaceholder(data) {
+		return false
+	}
+	for _, c := range s.chans {
+		if c.r.Holding() {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *StreamRestorer) ch(key string) *channel {
 	c, ok := s.chans[key]
 	if !ok {
@@ -166,7 +181,7 @@ func (s *StreamRestorer) openai(ev Event) []Event {
 		return []Event{ev}
 	}
 	isUsageChunk := s.dropUsage && bytes.Contains(data, []byte(`"usage":{`))
-	if !s.active() && !isUsageChunk {
+	if !isUsageChunk && (!s.active() || s.passThrough(data)) {
 		return []Event{ev}
 	}
 	var chunk map[string]any
@@ -255,6 +270,9 @@ func (s *StreamRestorer) openaiTail() *Event {
 func (s *StreamRestorer) anthropic(ev Event) []Event {
 	switch ev.Name {
 	case "content_block_delta":
+		if s.passThrough(ev.Data) {
+			return []Event{ev}
+		}
 		var m map[string]any
 		if decodeAny(ev.Data, &m) != nil {
 			return []Event{ev}
