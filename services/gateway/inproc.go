@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	redactionv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/redaction/v1"
+	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/services/redaction/engine"
 )
 
@@ -82,6 +83,75 @@ func (w *pipeWriter) Write(b []byte) (int, error) {
 
 // Flush is a no-op: every write already reaches the reader.
 func (w *pipeWriter) Flush() {}
+
+// StreamFunc is a router's StreamComplete in this process
+// (router.Service.Stream): send gets each message, the caller's to keep.
+type StreamFunc func(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error
+
+// StreamerFromFunc serves streaming calls with f in this process: f runs on
+// its own goroutine and hands each message over a small buffer, with no
+// encoding, framing or pipe in between.
+func StreamerFromFunc(f StreamFunc) RouterStreamer {
+	return RouterStreamerFunc(func(ctx context.Context, req *routerv1.StreamCompleteRequest) (RouterStream, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		s := &funcStream{ch: make(chan *routerv1.StreamCompleteResponse, 16), cancel: cancel}
+		go func() {
+			defer close(s.ch)
+			defer func() {
+				if v := recover(); v != nil {
+					s.err = connect.NewError(connect.CodeInternal, fmt.Errorf("in-process stream panicked: %v", v))
+				}
+			}()
+			s.err = f(ctx, req, func(m *routerv1.StreamCompleteResponse) error {
+				select {
+				case s.ch <- m:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+		return s, nil
+	})
+}
+
+// funcStream is the receiving end of StreamerFromFunc.
+type funcStream struct {
+	ch     chan *routerv1.StreamCompleteResponse
+	cur    *routerv1.StreamCompleteResponse
+	err    error // set before ch is closed
+	ended  bool
+	cancel context.CancelFunc
+}
+
+func (s *funcStream) Receive() bool {
+	m, ok := <-s.ch
+	if !ok {
+		s.ended = true
+		return false
+	}
+	s.cur = m
+	return true
+}
+
+func (s *funcStream) Msg() *routerv1.StreamCompleteResponse { return s.cur }
+
+// Err is the stream's error once Receive has reported its end.
+func (s *funcStream) Err() error {
+	if !s.ended {
+		return nil
+	}
+	return s.err
+}
+
+// Close stops the producer and waits for it.
+func (s *funcStream) Close() error {
+	s.cancel()
+	for range s.ch {
+	}
+	s.ended = true
+	return nil
+}
 
 // EngineRedactor serves Redact from a redaction engine in this process, for the
 // all-in-one binary and tests; the redaction service wraps the same engine.

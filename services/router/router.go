@@ -4,6 +4,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/router/internal/adminaudit"
@@ -103,6 +105,9 @@ type Service struct {
 	// process (the all-in-one gateway): no encoding, no interceptors. Its
 	// callers are trusted as the process is; Handler is what others reach.
 	API routerv1connect.RouterServiceHandler
+	// Stream is StreamComplete for callers in the same process: send gets each
+	// message (the caller's to keep); the error is a Connect error.
+	Stream func(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error
 }
 
 // New builds the router.
@@ -153,7 +158,7 @@ func New(p Params) (*Service, error) {
 		return nil, err
 	}
 	path, h := routerv1connect.NewRouterServiceHandler(impl, p.HandlerOptions...)
-	return &Service{Name: routerv1connect.RouterServiceName, Path: path, Handler: h, API: impl}, nil
+	return &Service{Name: routerv1connect.RouterServiceName, Path: path, Handler: h, API: impl, Stream: impl.Stream}, nil
 }
 
 // LoadConfig reads Config from the environment.

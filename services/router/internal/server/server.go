@@ -4,6 +4,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -121,21 +122,26 @@ func (h *Handler) Complete(ctx context.Context, req *connect.Request[routerv1.Co
 
 // StreamComplete relays a streamed call.
 func (h *Handler) StreamComplete(ctx context.Context, req *connect.Request[routerv1.StreamCompleteRequest], stream *connect.ServerStream[routerv1.StreamCompleteResponse]) error {
-	call, err := callFrom(req.Msg.Call)
+	return h.Stream(ctx, req.Msg, stream.Send)
+}
+
+// Stream relays a streamed call to send, one message per provider event, for
+// StreamComplete and for callers in the same process. Each message is new and
+// the caller's to keep; an error is a Connect error, as StreamComplete's.
+func (h *Handler) Stream(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error {
+	call, err := callFrom(req.GetCall())
 	if err != nil {
 		return h.toConnect(ctx, err)
 	}
-	msg := &routerv1.StreamCompleteResponse{}
 	_, err = h.p.Router.Stream(ctx, call, func(ev routing.StreamEvent) error {
-		msg.Reset()
-		msg.Event, msg.Data = ev.Name, ev.Data
+		msg := &routerv1.StreamCompleteResponse{Event: ev.Name, Data: bytes.Clone(ev.Data)}
 		if ev.Head != nil {
 			msg.Provider, msg.Deployment, msg.ModelServed, msg.Status = ev.Head.Provider, ev.Head.Deployment, ev.Head.ModelServed, int32(ev.Head.Status)
 		}
 		if ev.Usage != nil {
 			msg.Usage = usage(*ev.Usage)
 		}
-		return stream.Send(msg)
+		return send(msg)
 	})
 	if err != nil {
 		return h.toConnect(ctx, err)

@@ -29,7 +29,6 @@ import (
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
 	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
-	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
 	"github.com/bulwarkhq/bulwark/services/gateway"
@@ -300,8 +299,6 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway payload key: %w", err)
 	}
-	withKey := connect.WithInterceptors(bearer(sysKey))
-	routerClient := routerv1connect.NewRouterServiceClient(gateway.InProcessClient(rt.Handler), "http://router.in-process", append(traced, withKey)...)
 	gw, err := gateway.New(gateway.Params{
 		Config: gc, Logger: log.With("service", "gateway"),
 		Authenticator:  idClient,
@@ -309,7 +306,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		Limiter:        rl.API,
 		Redactor:       gateway.EngineRedactor(red.Engine),
 		Router:         rt.API,
-		Streamer:       gateway.StreamerFromClient(routerClient),
+		Streamer:       gateway.StreamerFromFunc(rt.Stream),
 		Hasher:         hasher,
 		NATS:           nc,
 		JS:             js,
@@ -461,28 +458,6 @@ func (a keyedPolicy) Authorize(ctx context.Context, req *connect.Request[identit
 	}
 	req.Header().Set("Authorization", "Bearer "+k)
 	return a.PolicyServiceClient.Authorize(ctx, req)
-}
-
-// bearer adds the internal credential to in-process unary and streaming calls.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 const (
