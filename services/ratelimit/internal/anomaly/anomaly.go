@@ -186,8 +186,9 @@ var observeLua string
 // observeScript counts an event for one subject (see observe.lua).
 var observeScript = redis.NewScript(observeLua)
 
-// seenKeep is how long a subject remembers an event it counted, against redelivery.
-const seenKeep = 2 * time.Hour
+// seenKeep is how long a subject remembers an event it counted: longer than
+// the consumer redelivers one (MaxDeliver 10 × AckWait 30 s, see events).
+const seenKeep = 15 * time.Minute
 
 // baselineFields are the fields observe.lua reads for an hour: each metric in
 // the hour-of-week slot, then in the hour-of-day slot (see baselines).
@@ -204,6 +205,7 @@ func baselineFields(hour int64) []string {
 
 // observation is observe.lua's reply for one subject.
 type observation struct {
+	done                                      bool // counted and judged before
 	replayed                                  bool
 	firstMs                                   int64
 	requests, tokens, spend, pii, denials     int64
@@ -214,6 +216,9 @@ type observation struct {
 
 func parseObservation(v any) (observation, error) {
 	r, ok := v.([]any)
+	if ok && len(r) == 1 {
+		return observation{done: true}, nil
+	}
 	if !ok || len(r) < 13 {
 		return observation{}, fmt.Errorf("observe: unexpected reply %T", v)
 	}
@@ -268,18 +273,43 @@ func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*rate
 		return nil, err
 	}
 	var raised []*ratelimitv1.AnomalyEvent
+	var failed error
 	for _, sub := range subs {
 		o, err := parseObservation(sub.cmd.Val())
 		if err != nil {
 			return raised, err
 		}
+		if o.done {
+			continue
+		}
 		a, err := d.judge(ctx, sub.s, sub.parent, ev, call, at, o)
 		raised = append(raised, a...)
 		if err != nil {
-			return raised, err
+			// Keep what the count said, so that the redelivery judges it again.
+			if kerr := d.rdb.SetArgs(ctx, d.key(sub.s, "seen:"+esc(eventID)), o.encode(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); kerr != nil {
+				err = errors.Join(err, fmt.Errorf("keep observation: %w", kerr))
+			}
+			failed = errors.Join(failed, err)
 		}
 	}
-	return raised, nil
+	return raised, failed
+}
+
+// encode writes o as observe.lua's reply, as JSON for cjson.decode.
+func (o observation) encode() string {
+	var b strings.Builder
+	b.WriteString("[0")
+	for _, n := range []int64{o.firstMs, o.requests, o.tokens, o.spend, o.pii, o.denials, o.models, o.newModel, o.newProvider,
+		o.denialBurst, o.injectionBurst, o.previousHour} {
+		b.WriteByte(',')
+		b.WriteString(strconv.FormatInt(n, 10))
+	}
+	for _, v := range o.baselineValues {
+		b.WriteByte(',')
+		b.WriteString(strconv.Quote(v))
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 // count runs observe.lua for every subject in one pipeline. A script Redis

@@ -2,29 +2,31 @@
 -- detector needs to judge it, in one round trip. Every key is the subject's
 -- (one hash tag, one Cluster slot).
 --
--- An event is counted once: the first run keeps its reply under KEYS[1], and a
--- redelivery of the same event gets that reply back, marked replayed, and
--- changes nothing — so the alerts it decides are decided again (their own
--- dedup keys make that safe) while the counts stay exact.
+-- An event is counted once: KEYS[1] marks it counted for as long as the
+-- consumer may redeliver it, and a redelivery changes nothing. The marker is
+-- "1", or, when judging the event failed (an alert could not be published),
+-- the detector stores the reply in it so that the redelivery judges again.
 --
--- KEYS: 1 seen marker (holds the first reply), 2 first-seen time, 3 the hour's
--- counters (hash), 4 the hour's models (set), 5 models ever used (set),
--- 6 providers ever used (set), 7 denial burst counter, 8 injection burst
--- counter, 9 last hour seen, 10 baselines (hash)
+-- KEYS: 1 counted marker, 2 first-seen time, 3 the hour's counters (hash),
+-- 4 the hour's models (set), 5 models ever used (set), 6 providers ever used
+-- (set), 7 denial burst counter, 8 injection burst counter, 9 last hour seen,
+-- 10 baselines (hash)
 --
 -- ARGV: 1 event time ms, 2 hour number, 3 tokens, 4 spend micros, 5 PII
 -- findings, 6 denied (0/1), 7 injection-flagged (0/1), 8 model ("" none),
 -- 9 provider ("" none), 10 subject keep s, 11 hour keep s, 12 burst keep s,
--- 13 seen keep s, then the baseline fields to read.
+-- 13 marker keep s, then the baseline fields to read.
 --
--- Reply: {replayed, first-seen ms (-1: this event is the first), requests,
--- tokens, spend, pii findings, denials, distinct models this hour, new model
--- (1 new, 0 known, -1 none), new provider (same), denial burst (-1 not
--- denied), injection burst (-1 not flagged), previous last hour (-1 none),
--- then one baseline value per field ("" when unset)}.
+-- Reply: {1} for an event already counted and judged; otherwise {replayed,
+-- first-seen ms (-1: this event is the first), requests, tokens, spend, pii
+-- findings, denials, distinct models this hour, new model (1 new, 0 known,
+-- -1 none), new provider (same), denial burst (-1 not denied), injection
+-- burst (-1 not flagged), previous last hour (-1 none), then one baseline
+-- value per field ("" when unset)}, replayed being 1 for a stored reply.
 
 local seen = redis.call('GET', KEYS[1])
 if seen then
+  if seen == '1' then return {1} end
   local r = cjson.decode(seen)
   r[1] = 1
   return r
@@ -80,5 +82,5 @@ if #fields > 0 then
     reply[#reply + 1] = v or ''
   end
 end
-redis.call('SET', KEYS[1], cjson.encode(reply), 'EX', ARGV[13])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[13])
 return reply
