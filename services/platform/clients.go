@@ -50,6 +50,40 @@ type RedisConfig struct {
 	ReadTimeout time.Duration `env:"READ_TIMEOUT" default:"1s"`
 }
 
+// DeleteKeys removes every key that starts with prefix, a batch of SCAN
+// results at a time, for tools and tests that give a run its own prefix and
+// clean up after it. It returns how many keys it removed.
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("delete keys: refusing an empty prefix")
+	}
+	n := 0
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	batch := make([]string, 0, 1000)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return fmt.Errorf("delete keys: %w", err)
+		}
+		n += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return n, fmt.Errorf("delete keys: %w", err)
+	}
+	return n, flush()
+}
+
 // NewRedis connects to Redis and checks it answers.
 func NewRedis(ctx context.Context, cfg RedisConfig) (*redis.Client, error) {
 	c := redis.NewClient(&redis.Options{

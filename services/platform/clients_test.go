@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,5 +104,24 @@ func TestNewVault_RejectsMissingCredentials(t *testing.T) {
 	_, err := platform.NewVault(context.Background(), platform.VaultConfig{Addr: "http://127.0.0.1:1"}, platform.NewLogger("json", "error"))
 	if err != platform.ErrNoVaultCredentials {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDeleteKeys_RemovesOnlyThePrefix(t *testing.T) {
+	rdb, prefix := platformtest.Redis(t)
+	ctx := context.Background()
+	for i := range 2500 {
+		rdb.Set(ctx, fmt.Sprintf("%srun:%d", prefix, i), 1, time.Minute)
+	}
+	rdb.Set(ctx, prefix+"keep", 1, time.Minute)
+	n, err := platform.DeleteKeys(ctx, rdb, prefix+"run:")
+	if err != nil || n != 2500 {
+		t.Fatalf("deleted %d keys (%v); want 2500", n, err)
+	}
+	if left, _ := rdb.Exists(ctx, prefix+"run:7", prefix+"keep").Result(); left != 1 {
+		t.Fatalf("%d of the run's key and the other key left; want only the other", left)
+	}
+	if _, err := platform.DeleteKeys(ctx, rdb, ""); err == nil {
+		t.Fatal("an empty prefix (every key) was accepted")
 	}
 }

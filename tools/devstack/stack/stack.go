@@ -23,6 +23,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/bulwarkhq/bulwark/services/identity"
+	"github.com/bulwarkhq/bulwark/services/platform"
 )
 
 // Spec describes how to run one service binary.
@@ -109,6 +110,7 @@ type Stack struct {
 	natsProc     *Process
 	hashKey      string
 	bucket       string
+	ownPrefix    bool // the key prefix is this stack's own: Stop deletes its keys
 	mu           sync.Mutex
 }
 
@@ -161,7 +163,8 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 	if p.Environment == "" {
 		p.Environment = "dev"
 	}
-	if p.KeyPrefix == "" {
+	ownPrefix := p.KeyPrefix == ""
+	if ownPrefix {
 		p.KeyPrefix = "devstack:" + randomHex(6) + ":"
 	}
 	if p.AdminKey == "" {
@@ -181,7 +184,8 @@ func Start(ctx context.Context, p Params) (*Stack, error) {
 		}
 	}
 	s := &Stack{params: p, Procs: map[string]*Process{}, VaultAddr: p.VaultAddr, VaultToken: p.VaultToken,
-		AdminKey: p.AdminKey, SimulatorURL: p.SimulatorURL, hashKey: randomHex(32), bucket: "bulwark_identity_" + randomHex(4)}
+		AdminKey: p.AdminKey, SimulatorURL: p.SimulatorURL, hashKey: randomHex(32), bucket: "bulwark_identity_" + randomHex(4),
+		ownPrefix: ownPrefix}
 	if s.VaultAddr == "" {
 		if err := s.startVault(ctx); err != nil {
 			return nil, err
@@ -424,7 +428,27 @@ func (s *Stack) Stop() error {
 	if s.vaultProc != nil {
 		_ = terminate(s.vaultProc, 10*time.Second)
 	}
+	if s.ownPrefix {
+		errs = append(errs, ClearRedisPrefix(s.params.RedisAddr, s.params.KeyPrefix))
+	}
 	return errors.Join(errs...)
+}
+
+// ClearRedisPrefix deletes the keys a run left under its own prefix (limits,
+// reservations, anomaly baselines and markers), so that runs do not pile up
+// in a shared Redis.
+func ClearRedisPrefix(addr, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rdb, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: addr, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+	if err != nil {
+		return fmt.Errorf("clear %s keys: %w", prefix, err)
+	}
+	defer rdb.Close()
+	if _, err := platform.DeleteKeys(ctx, rdb, prefix); err != nil {
+		return fmt.Errorf("clear %s keys: %w", prefix, err)
+	}
+	return nil
 }
 
 func tail(path string, n int) string {

@@ -237,13 +237,15 @@ func startAllInOne(ctx context.Context, o Options) (_ *Target, err error) {
 		return nil, err
 	}
 	adminKey := identity.GenerateKey("dev")
+	prefix := "bench:" + randomHex(6) + ":"
+	t.stop = append(t.stop, func() error { return stack.ClearRedisPrefix(o.RedisAddr, prefix) })
 	env := map[string]string{
 		"BULWARK_ADDR":                 addr,
 		"BULWARK_DATA_DIR":             filepath.Join(dataDir, "bulwark"),
 		"BULWARK_LOG_LEVEL":            "warn",
 		"BULWARK_BOOTSTRAP_ADMIN_KEY":  adminKey,
 		"BULWARK_REDIS_ADDR":           o.RedisAddr,
-		"BULWARK_RATELIMIT_KEY_PREFIX": "bench:" + randomHex(6) + ":",
+		"BULWARK_RATELIMIT_KEY_PREFIX": prefix,
 	}
 	gw, err := spawn("bulwark", filepath.Join(binDir, "bulwark"), filepath.Join(dataDir, "bulwark.log"), nil, env)
 	if err != nil {
