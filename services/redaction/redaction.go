@@ -113,4 +113,3 @@ func LoadProfiles(path string) ([]engine.Profile, error) {
 	}
 	return out, nil
 }
-

@@ -189,9 +189,9 @@ func TestGrafanaDashboard_IsValidJSONAndEveryPanelQueriesExportedMetrics(t *test
 		UID    string `json:"uid"`
 		Title  string `json:"title"`
 		Panels []struct {
-			ID      int    `json:"id"`
-			Title   string `json:"title"`
-			Type    string `json:"type"`
+			ID      int                      `json:"id"`
+			Title   string                   `json:"title"`
+			Type    string                   `json:"type"`
 			GridPos struct{ X, Y, W, H int } `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`

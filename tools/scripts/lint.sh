@@ -22,6 +22,10 @@ if [ -n "$(git status --porcelain -- gen/)" ]; then
   echo "lint: gen/ differs from a fresh generation; run 'make generate' and commit:" >&2
   git status --short -- gen/ >&2; exit 1
 fi
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "lint: gofmt would change these files; run 'gofmt -w' on them:" >&2; echo "$unformatted" >&2; exit 1
+fi
 go vet github.com/bulwarkhq/bulwark/...
 for dir in $(go list -m -f '{{.Dir}}'); do
   (cd "$dir" && GOWORK=off go build ./...) || { echo "lint: $dir does not build with GOWORK=off" >&2; exit 1; }

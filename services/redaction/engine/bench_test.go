@@ -68,7 +68,9 @@ func densePIIText(n int) string {
 }
 
 func itoa2(n int) string { return string([]byte{byte('0' + n/10%10), byte('0' + n%10)}) }
-func itoa3(n int) string { return string([]byte{byte('0' + n/100%10), byte('0' + n/10%10), byte('0' + n%10)}) }
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100%10), byte('0' + n/10%10), byte('0' + n%10)})
+}
 func itoa4(n int) string { return itoa2(n/100) + itoa2(n%100) }
 
 func benchInspect(b *testing.B, text string) {

@@ -59,12 +59,12 @@ func TestInspect_FindsEachStructuredTypeWithExactSpan(t *testing.T) {
 func TestInspect_IgnoresLookalikesThatFailValidation(t *testing.T) {
 	e := newTestEngine(t)
 	for _, text := range []string{
-		"card 4111 1111 1111 1112",          // Luhn fails
-		"ssn 000-12-3456 and 666-12-3456",   // invalid areas
-		"IBAN GB82 WEST 1234 5698 7654 33",  // mod-97 fails
-		"release 1.2.3.4.5 and v10.0.0.1",   // dotted versions
+		"card 4111 1111 1111 1112",         // Luhn fails
+		"ssn 000-12-3456 and 666-12-3456",  // invalid areas
+		"IBAN GB82 WEST 1234 5698 7654 33", // mod-97 fails
+		"release 1.2.3.4.5 and v10.0.0.1",  // dotted versions
 		"id 550e8400-e29b-41d4-a716-446655440000",
-		"BTC 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", // checksum fails
+		"BTC 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb",            // checksum fails
 		"wallet 0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", // EIP-55 fails
 		"time 12:30:45 and ratio 3:2",
 		"NHS 485 777 3456",
@@ -84,13 +84,13 @@ func TestInspect_IgnoresLookalikesThatFailValidation(t *testing.T) {
 func TestInspect_SecretsReportRuleIDs(t *testing.T) {
 	e := newTestEngine(t)
 	cases := map[string]string{
-		"AKIAIOSFODNN7EXAMPLE": "aws-access-key-id",
-		"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":                           "github-pat",
-		"xoxb-263594206564-2343594206574-FGqddMF8t08v8N7Oq4i57vs1":           "slack-bot-token",
-		"sk_live_4eC39HqLyjWDarjtT1zdp7dc":                                   "stripe-access-token",
-		"AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe":                            "gcp-api-key",
-		"glpat-Hx7kLmN2pQ9rS4tV6wYz":                                         "gitlab-pat",
-		"npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8":                           "npm-access-token",
+		"AKIAIOSFODNN7EXAMPLE":                                                "aws-access-key-id",
+		"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":                            "github-pat",
+		"xoxb-263594206564-2343594206574-FGqddMF8t08v8N7Oq4i57vs1":            "slack-bot-token",
+		"sk_live_4eC39HqLyjWDarjtT1zdp7dc":                                    "stripe-access-token",
+		"AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe":                             "gcp-api-key",
+		"glpat-Hx7kLmN2pQ9rS4tV6wYz":                                          "gitlab-pat",
+		"npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8":                            "npm-access-token",
 		"sk-ant-api03-aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7dE9fG1hJ3kL5mN7": "anthropic-api-key",
 	}
 	for key, rule := range cases {

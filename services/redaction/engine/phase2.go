@@ -393,10 +393,10 @@ func (sc *scanner) contextToken(a, b int) {
 }
 
 var (
-	months    = `(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?`
-	reDOBWord = regexp.MustCompile(`(?i)^[^0-9a-z]{0,4}(?:(?:is|was|on|date|of|:)[^0-9a-z]{1,3}){0,3}(\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?` + months + `,?\s+\d{4}|` + months + `\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})`)
-	reStreet  = regexp.MustCompile(`\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][a-zA-Z'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Square|Sq|Crescent|Close)\b(?:\.,)?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*[A-Za-z0-9-]+)?(?:,\s+[A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)?)?(?:,\s+[A-Z]{2})?(?:,?\s+\d{5}(?:-\d{4})?)?`)
-	reIgnore  = regexp.MustCompile(`^(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|former|original|initial|system|safety|every|these|those|everything)\s+){0,4}(?:instructions?|prompts?|rules|directions|guidelines|context|commands|orders|constraints|restrictions|guardrails|messages?|programming|policies|you\s+were\s+told|said|above)`)
+	months          = `(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?`
+	reDOBWord       = regexp.MustCompile(`(?i)^[^0-9a-z]{0,4}(?:(?:is|was|on|date|of|:)[^0-9a-z]{1,3}){0,3}(\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?` + months + `,?\s+\d{4}|` + months + `\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})`)
+	reStreet        = regexp.MustCompile(`\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][a-zA-Z'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Square|Sq|Crescent|Close)\b(?:\.,)?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*[A-Za-z0-9-]+)?(?:,\s+[A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)?)?(?:,\s+[A-Z]{2})?(?:,?\s+\d{5}(?:-\d{4})?)?`)
+	reIgnore        = regexp.MustCompile(`^(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|former|original|initial|system|safety|every|these|those|everything)\s+){0,4}(?:instructions?|prompts?|rules|directions|guidelines|context|commands|orders|constraints|restrictions|guardrails|messages?|programming|policies|you\s+were\s+told|said|above)`)
 	reNoLimits      = regexp.MustCompile(`^without\s+(?:any\s+)?(?:restrictions|filters|limitations|censorship|content\s+polic(?:y|ies)|safety\s+guidelines|ethical\s+guidelines|rules)`)
 	reStopFollowing = regexp.MustCompile(`^stop\s+(?:following|obeying)\s+(?:your|the|all|any)\s+(?:\w+\s+)?(?:instructions|rules|guidelines|programming)`)
 	reWhatPrompt    = regexp.MustCompile(`^what\s+(?:is|was|are|were)\s+(?:your|the)\s+(?:system\s+prompt|initial\s+(?:prompt|instructions)|original\s+instructions|hidden\s+instructions)`)

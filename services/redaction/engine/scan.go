@@ -60,8 +60,8 @@ type scanner struct {
 	keys     []uint64
 	tmp      []cand
 	resolved []cand
-	ctxTok []grp
-	low    [160]byte
+	ctxTok   []grp
+	low      [160]byte
 }
 
 // delim marks bytes that end a token.
@@ -165,7 +165,9 @@ func (sc *scanner) numeric(i int) (int, bool) {
 	return r.g[r.n-1].e, true
 }
 
-func isNumSep(c byte) bool { return c == ' ' || c == '-' || c == '.' || c == '/' || c == '(' || c == ')' }
+func isNumSep(c byte) bool {
+	return c == ' ' || c == '-' || c == '.' || c == '/' || c == '(' || c == ')'
+}
 
 func okSep(sep string) bool {
 	switch sep {

@@ -19,9 +19,9 @@ type oaMessage struct {
 }
 
 type oaChatRequest struct {
-	Model         string          `json:"model"`
-	Messages      []oaMessage     `json:"messages"`
-	Stream        bool            `json:"stream"`
+	Model         string      `json:"model"`
+	Messages      []oaMessage `json:"messages"`
+	Stream        bool        `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`

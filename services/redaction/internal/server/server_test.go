@@ -162,4 +162,3 @@ func TestListProfiles_IncludesBuiltins(t *testing.T) {
 		})
 	}
 }
-
