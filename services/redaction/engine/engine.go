@@ -47,8 +47,8 @@ type compiled struct {
 }
 
 type compiledRule struct {
-	re    *regexp.Regexp
-	r     CustomRule
+	re     *regexp.Regexp
+	r      CustomRule
 	ruleID string
 }
 
@@ -385,7 +385,6 @@ func (e *Engine) Redact(req RedactRequest) (*RedactResult, error) {
 		return nil, err
 	}
 	res := &RedactResult{Segments: make([]Segment, len(req.Segments))}
-	tok := tokenizer{byValue: map[string]string{}, counters: map[string]int{}, segments: req.Segments}
 	var tenantKey []byte
 	perSeg := make([][]Finding, len(req.Segments))
 	for si, seg := range req.Segments {
@@ -412,14 +411,32 @@ func (e *Engine) Redact(req RedactRequest) (*RedactResult, error) {
 	}
 	res.Blocked = len(res.BlockReasons) > 0
 	sort.Strings(res.BlockReasons)
+	n := 0
+	for _, found := range perSeg {
+		n += len(found)
+	}
+	tok := tokenizer{byValue: make(map[string]string, n), counters: make(map[string]int, 8), entries: make([]TokenMapEntry, 0, n),
+		segments: req.Segments}
+	for _, seg := range req.Segments {
+		if strings.Contains(seg.Text, phOpen) {
+			tok.bracketsInInput = true
+			break
+		}
+	}
+	if len(perSeg) > 1 {
+		res.Findings = make([]Finding, 0, n)
+	}
 	for si, seg := range req.Segments {
 		found := perSeg[si]
 		if res.Blocked {
 			res.Segments[si] = seg
-			res.Findings = append(res.Findings, found...)
+			res.Findings = appendFindings(res.Findings, found, len(perSeg))
 			continue
 		}
 		var b strings.Builder
+		if len(found) > 0 {
+			b.Grow(len(seg.Text) + 16*len(found))
+		}
 		last := 0
 		for i := range found {
 			f := &found[i]
@@ -450,11 +467,20 @@ func (e *Engine) Redact(req RedactRequest) (*RedactResult, error) {
 			b.WriteString(seg.Text[last:])
 			res.Segments[si] = Segment{ID: seg.ID, Text: b.String()}
 		}
-		res.Findings = append(res.Findings, found...)
+		res.Findings = appendFindings(res.Findings, found, len(perSeg))
 	}
 	res.TokenMap = tok.entries
 	res.DataClasses = classesOf(res.Findings)
 	return res, nil
+}
+
+// appendFindings adds one segment's findings; a request of one segment keeps
+// that segment's slice instead of copying it.
+func appendFindings(all, found []Finding, segments int) []Finding {
+	if segments == 1 {
+		return found
+	}
+	return append(all, found...)
 }
 
 func (e *Engine) tenantKey(tenant string) []byte {
@@ -489,6 +515,9 @@ type tokenizer struct {
 	counters map[string]int
 	entries  []TokenMapEntry
 	segments []Segment
+	// bracketsInInput: some segment holds a placeholder bracket, so a new
+	// placeholder must be checked against the input (rare; checked once).
+	bracketsInInput bool
 }
 
 func (t *tokenizer) placeholder(typ, val string) string {
@@ -510,8 +539,11 @@ func (t *tokenizer) placeholder(typ, val string) string {
 }
 
 func (t *tokenizer) inInput(p string) bool {
+	if !t.bracketsInInput {
+		return false
+	}
 	for _, s := range t.segments {
-		if strings.Contains(s.Text, phOpen) && strings.Contains(s.Text, p) {
+		if strings.Contains(s.Text, p) {
 			return true
 		}
 	}
