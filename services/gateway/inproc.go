@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	redactionv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/redaction/v1"
 	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
@@ -85,7 +86,7 @@ func (w *pipeWriter) Write(b []byte) (int, error) {
 func (w *pipeWriter) Flush() {}
 
 // StreamFunc is a router's StreamComplete in this process
-// (router.Service.Stream): send gets each message, the caller's to keep.
+// (router.Service.Stream): send gets each message, valid until send returns.
 type StreamFunc func(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error
 
 // StreamerFromFunc serves streaming calls with f in this process: f runs on
@@ -103,8 +104,9 @@ func StreamerFromFunc(f StreamFunc) RouterStreamer {
 				}
 			}()
 			s.err = f(ctx, req, func(m *routerv1.StreamCompleteResponse) error {
+				// The producer reuses m; the receiver keeps its own copy.
 				select {
-				case s.ch <- m:
+				case s.ch <- proto.CloneOf(m):
 					return nil
 				case <-ctx.Done():
 					return ctx.Err()

@@ -21,8 +21,12 @@ func TestStreamerFromFunc_DeliversInOrderAndReportsTheEnd(t *testing.T) {
 	}{{"clean end", nil}, {"broken off", errBroke}} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := gateway.StreamerFromFunc(func(_ context.Context, _ *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error {
+				// Like the router: one message and one buffer, reused for every event.
+				msg, buf := &routerv1.StreamCompleteResponse{}, make([]byte, 0, 64)
 				for i := range 50 {
-					if err := send(&routerv1.StreamCompleteResponse{Data: fmt.Appendf(nil, "event %d", i)}); err != nil {
+					buf = fmt.Appendf(buf[:0], "event %d", i)
+					msg.Data = buf
+					if err := send(msg); err != nil {
 						return err
 					}
 				}

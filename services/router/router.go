@@ -106,7 +106,7 @@ type Service struct {
 	// callers are trusted as the process is; Handler is what others reach.
 	API routerv1connect.RouterServiceHandler
 	// Stream is StreamComplete for callers in the same process: send gets each
-	// message (the caller's to keep); the error is a Connect error.
+	// message, valid until send returns; the error is a Connect error.
 	Stream func(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error
 }
 

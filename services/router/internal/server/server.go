@@ -4,7 +4,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,15 +125,18 @@ func (h *Handler) StreamComplete(ctx context.Context, req *connect.Request[route
 }
 
 // Stream relays a streamed call to send, one message per provider event, for
-// StreamComplete and for callers in the same process. Each message is new and
-// the caller's to keep; an error is a Connect error, as StreamComplete's.
+// StreamComplete and for callers in the same process. The message is reused:
+// it is valid only until send returns (a caller that keeps it copies it); an
+// error is a Connect error, as StreamComplete's.
 func (h *Handler) Stream(ctx context.Context, req *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error {
 	call, err := callFrom(req.GetCall())
 	if err != nil {
 		return h.toConnect(ctx, err)
 	}
+	msg := &routerv1.StreamCompleteResponse{}
 	_, err = h.p.Router.Stream(ctx, call, func(ev routing.StreamEvent) error {
-		msg := &routerv1.StreamCompleteResponse{Event: ev.Name, Data: bytes.Clone(ev.Data)}
+		msg.Reset()
+		msg.Event, msg.Data = ev.Name, ev.Data
 		if ev.Head != nil {
 			msg.Provider, msg.Deployment, msg.ModelServed, msg.Status = ev.Head.Provider, ev.Head.Deployment, ev.Head.ModelServed, int32(ev.Head.Status)
 		}
