@@ -240,6 +240,7 @@ func parseObservation(v any) (observation, error) {
 // observed is one subject of an event with what observe.lua said about it.
 type observed struct {
 	s, parent subject
+	marker    string // the key that marks the event counted for s
 	cmd       *redis.Cmd
 }
 
@@ -269,7 +270,10 @@ func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*rate
 	if eventID == "" {
 		eventID = ulid.Make().String() // without an id a redelivery cannot be recognised
 	}
-	if err := d.count(ctx, subs, eventID, call, at); err != nil {
+	for i := range subs {
+		subs[i].marker = d.key(subs[i].s, "seen:"+esc(eventID))
+	}
+	if err := d.count(ctx, subs, call, at); err != nil {
 		return nil, err
 	}
 	var raised []*ratelimitv1.AnomalyEvent
@@ -286,7 +290,7 @@ func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*rate
 		raised = append(raised, a...)
 		if err != nil {
 			// Keep what the count said, so that the redelivery judges it again.
-			if kerr := d.rdb.SetArgs(ctx, d.key(sub.s, "seen:"+esc(eventID)), o.encode(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); kerr != nil {
+			if kerr := d.rdb.SetArgs(ctx, sub.marker, o.encode(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); kerr != nil {
 				err = errors.Join(err, fmt.Errorf("keep observation: %w", kerr))
 			}
 			failed = errors.Join(failed, err)
@@ -315,7 +319,7 @@ func (o observation) encode() string {
 // count runs observe.lua for every subject in one pipeline. A script Redis
 // lost (a restart) is loaded and the pipeline sent again, which is safe: a
 // subject that was counted answers with its first reply.
-func (d *Detector) count(ctx context.Context, subs []observed, eventID string, call *auditv1.LlmCall, at time.Time) error {
+func (d *Detector) count(ctx context.Context, subs []observed, call *auditv1.LlmCall, at time.Time) error {
 	hour := at.Unix() / 3600
 	hs := strconv.FormatInt(hour, 10)
 	var pii int64
@@ -329,10 +333,7 @@ func (d *Detector) count(ctx context.Context, subs []observed, eventID string, c
 	if d.injectionFlagged(call) {
 		injection = 1
 	}
-	model := call.GetModelServed()
-	if model == "" {
-		model = call.GetModelRequested()
-	}
+	model := modelOf(call)
 	win := strconv.FormatInt(at.UnixNano()/int64(d.cfg.BurstWindow), 10)
 	args := []any{at.UnixMilli(), hour, call.GetInputTokens() + call.GetOutputTokens(), call.GetCostMicros(), pii, denied, injection,
 		model, call.GetProvider(), int64(subjectKeep.Seconds()), int64(hourKeep.Seconds()), int64((2 * d.cfg.BurstWindow).Seconds()),
@@ -344,7 +345,7 @@ func (d *Detector) count(ctx context.Context, subs []observed, eventID string, c
 		pipe := d.rdb.Pipeline()
 		for i := range subs {
 			s := subs[i].s
-			keys := []string{d.key(s, "seen:"+esc(eventID)), d.key(s, "first"), d.key(s, "h:"+hs), d.key(s, "hm:"+hs),
+			keys := []string{subs[i].marker, d.key(s, "first"), d.key(s, "h:"+hs), d.key(s, "hm:"+hs),
 				d.key(s, "models"), d.key(s, "providers"), d.key(s, "db:"+win), d.key(s, "ib:"+win), d.key(s, "last"), d.key(s, "b")}
 			subs[i].cmd = observeScript.EvalSha(ctx, pipe, keys, args...)
 		}
@@ -360,6 +361,14 @@ func (d *Detector) count(ctx context.Context, subs []observed, eventID string, c
 		}
 		return fmt.Errorf("count event: %w", err)
 	}
+}
+
+// modelOf is the model a call used: the one served, else the one asked for.
+func modelOf(call *auditv1.LlmCall) string {
+	if m := call.GetModelServed(); m != "" {
+		return m
+	}
+	return call.GetModelRequested()
 }
 
 func isDenied(dec auditv1.Decision) bool {
@@ -391,10 +400,7 @@ const (
 // judge decides the alerts of one subject for an event it has counted.
 func (d *Detector) judge(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time, o observation) ([]*ratelimitv1.AnomalyEvent, error) {
 	hour := at.Unix() / 3600
-	model := call.GetModelServed()
-	if model == "" {
-		model = call.GetModelRequested()
-	}
+	model := modelOf(call)
 	firstSeen := at
 	if o.firstMs >= 0 {
 		firstSeen = time.UnixMilli(o.firstMs)
