@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -248,6 +249,54 @@ func TestReserve_UnsettledReservationsExpireAndFreeBudget(t *testing.T) {
 	}
 }
 
+
+// A budget looks at its reservation set only once the earliest expiry it
+// recorded has passed. What such a look gives back must stay given back even
+// when the decision that made it is denied by another limit, and a recorded
+// expiry left behind by a settled reservation must not hide a later one.
+func TestReserve_ExpiredReservationsAreGivenBackWhateverTheDecision(t *testing.T) {
+	clk := newClock(t0)
+	l, _, _ := newTestLimiter(t, clk.Now)
+	ctx := context.Background()
+	budgets := []Limit{
+		{Name: "tokens-day", Kind: KindTokens, Dimensions: []Dimension{DimPrincipal}, Limit: 100, Calendar: CalendarDay},
+		{Name: "tokens-rolling", Kind: KindTokens, Dimensions: []Dimension{DimAPIKey}, Limit: 100, Period: 30 * 24 * time.Hour},
+	}
+	reserve := func(id string, tokens int64, ttl time.Duration, extra ...Limit) Decision {
+		t.Helper()
+		d, err := l.Reserve(ctx, ReserveRequest{RequestID: id, Subject: subject(), Limits: append(slices.Clone(budgets), extra...), InputTokens: tokens, TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// "short" is settled, so the earliest expiry the budgets recorded (its own)
+	// is stale; "long" is never settled and expires later.
+	short := reserve("short", 10, time.Minute)
+	if _, err := l.Settle(ctx, short.ReservationID, Usage{InputTokens: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if d := reserve("long", 60, 3*time.Minute); !d.Allowed {
+		t.Fatalf("long: %+v", d)
+	}
+	clk.Advance(2 * time.Minute) // past short's expiry, before long's
+	if d := reserve("probe", 31, time.Minute); d.Allowed {
+		t.Fatalf("long still holds 60 of the 90 left: %+v", d)
+	}
+	full := Limit{Name: "none", Kind: KindRequests, Limit: 1, Burst: 0, Period: time.Hour}
+	if d := reserve("fill", 0, time.Minute, full); !d.Allowed {
+		t.Fatalf("fill: %+v", d)
+	}
+	clk.Advance(2 * time.Minute) // past long's expiry
+	// The requests limit has no room left and denies the first decision after
+	// long expired; the budgets still look at their sets and give its 60 back.
+	if d := reserve("denied", 1, time.Minute, full); d.Allowed || d.DeniedBy != "none" {
+		t.Fatalf("denied: %+v", d)
+	}
+	if d := reserve("after", 90, time.Minute); !d.Allowed {
+		t.Fatalf("long's 60 tokens were not given back: %+v", d)
+	}
+}
 func TestSettle_CorrectsToActualUsageAndFreesTheSlot(t *testing.T) {
 	clk := newClock(t0)
 	l, _, _ := newTestLimiter(t, clk.Now)
