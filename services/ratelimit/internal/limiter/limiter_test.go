@@ -250,10 +250,10 @@ func TestReserve_UnsettledReservationsExpireAndFreeBudget(t *testing.T) {
 }
 
 
-// A budget looks at its reservation set only once the earliest expiry it
-// recorded has passed. What such a look gives back must stay given back even
-// when the decision that made it is denied by another limit, and a recorded
-// expiry left behind by a settled reservation must not hide a later one.
+// A budget sweeps its reservation set for expired reservations as it decides.
+// What a sweep gives back must stay given back even when the decision that made
+// it is denied by another limit, and an earlier reservation that was settled
+// must not hide a later one that expires unsettled.
 func TestReserve_ExpiredReservationsAreGivenBackWhateverTheDecision(t *testing.T) {
 	clk := newClock(t0)
 	l, _, _ := newTestLimiter(t, clk.Now)
@@ -270,8 +270,7 @@ func TestReserve_ExpiredReservationsAreGivenBackWhateverTheDecision(t *testing.T
 		}
 		return d
 	}
-	// "short" is settled, so the earliest expiry the budgets recorded (its own)
-	// is stale; "long" is never settled and expires later.
+	// "short" is settled; "long" is never settled and expires later.
 	short := reserve("short", 10, time.Minute)
 	if _, err := l.Settle(ctx, short.ReservationID, Usage{InputTokens: 10}); err != nil {
 		t.Fatal(err)
