@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -32,22 +34,75 @@ func HTTPClient() *http.Client {
 	}}
 }
 
-// RedisConfig locates a Redis server.
+// RedisConfig locates Redis: one server, a Redis Cluster, or a primary found
+// through Sentinel.
 type RedisConfig struct {
-	// Addr is host:port.
+	// Addr is host:port, or a comma-separated list: the cluster's seed nodes
+	// (with Cluster) or the Sentinels (with MasterName).
 	Addr string `env:"ADDR" default:"127.0.0.1:6379"`
+	// Cluster says Addr names Redis Cluster nodes (one seed node is enough).
+	Cluster bool `env:"CLUSTER" default:"false"`
+	// MasterName is the Sentinel name of the primary; set, Addr lists Sentinels.
+	MasterName string `env:"MASTER_NAME"`
 	// Username for ACL auth, if any.
 	Username string `env:"USERNAME"`
 	// Password for auth, if any.
 	Password Secret `env:"PASSWORD"`
-	// DB selects the logical database.
+	// SentinelPassword authenticates to the Sentinels, if they require it.
+	SentinelPassword Secret `env:"SENTINEL_PASSWORD"`
+	// DB selects the logical database (0 on a cluster, which has only that one).
 	DB int `env:"DB" default:"0"`
-	// PoolSize is the most connections; 0 means go-redis's default.
+	// PoolSize is the most connections (per node on a cluster); 0 means go-redis's default.
 	PoolSize int `env:"POOL_SIZE" default:"0"`
 	// DialTimeout bounds connecting.
 	DialTimeout time.Duration `env:"DIAL_TIMEOUT" default:"2s"`
 	// ReadTimeout bounds each reply.
 	ReadTimeout time.Duration `env:"READ_TIMEOUT" default:"1s"`
+}
+
+// ErrRedisConfig reports a Redis configuration that cannot work.
+var ErrRedisConfig = errors.New("invalid redis config")
+
+// addrs splits Addr into its addresses.
+func (c RedisConfig) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// RedisClient builds the client cfg describes without contacting Redis: a
+// cluster client with Cluster, a Sentinel-backed failover client with
+// MasterName, otherwise a client of one server. Settings that contradict each
+// other are an ErrRedisConfig rather than a guess.
+func RedisClient(cfg RedisConfig) (redis.UniversalClient, error) {
+	addrs := cfg.addrs()
+	switch {
+	case len(addrs) == 0:
+		return nil, fmt.Errorf("%w: no address", ErrRedisConfig)
+	case cfg.Cluster && cfg.MasterName != "":
+		return nil, fmt.Errorf("%w: a Redis Cluster and a Sentinel master name exclude each other", ErrRedisConfig)
+	case cfg.Cluster && cfg.DB != 0:
+		return nil, fmt.Errorf("%w: a Redis Cluster has only database 0, not %d", ErrRedisConfig, cfg.DB)
+	case len(addrs) > 1 && !cfg.Cluster && cfg.MasterName == "":
+		return nil, fmt.Errorf("%w: %d addresses: set CLUSTER=true for Redis Cluster nodes or MASTER_NAME for Sentinels", ErrRedisConfig, len(addrs))
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:            addrs,
+		IsClusterMode:    cfg.Cluster,
+		MasterName:       cfg.MasterName,
+		SentinelPassword: cfg.SentinelPassword.Reveal(),
+		Username:         cfg.Username,
+		Password:         cfg.Password.Reveal(),
+		DB:               cfg.DB,
+		PoolSize:         cfg.PoolSize,
+		DialTimeout:      cfg.DialTimeout,
+		ReadTimeout:      cfg.ReadTimeout,
+		WriteTimeout:     cfg.ReadTimeout,
+	}), nil
 }
 
 // DeleteKeys removes every key that starts with prefix, a batch of SCAN
@@ -57,6 +112,23 @@ func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (
 	if prefix == "" {
 		return 0, errors.New("delete keys: refusing an empty prefix")
 	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// Each primary holds its own slots: scan them all. ForEachMaster runs
+		// in parallel, hence the atomic count.
+		var n atomic.Int64
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			k, err := deleteKeys(ctx, node, prefix)
+			n.Add(int64(k))
+			return err
+		})
+		return int(n.Load()), err
+	}
+	return deleteKeys(ctx, rdb, prefix)
+}
+
+// deleteKeys scans one server. Keys go one UNLINK each in a pipeline: on a
+// cluster node, keys of different slots cannot share a command.
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (int, error) {
 	n := 0
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	batch := make([]string, 0, 1000)
@@ -64,7 +136,11 @@ func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+		pipe := rdb.Pipeline()
+		for _, k := range batch {
+			pipe.Unlink(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("delete keys: %w", err)
 		}
 		n += len(batch)
@@ -84,19 +160,20 @@ func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (
 	return n, flush()
 }
 
-// NewRedis connects to Redis and checks it answers.
-func NewRedis(ctx context.Context, cfg RedisConfig) (*redis.Client, error) {
-	c := redis.NewClient(&redis.Options{
-		Addr:         cfg.Addr,
-		Username:     cfg.Username,
-		Password:     cfg.Password.Reveal(),
-		DB:           cfg.DB,
-		PoolSize:     cfg.PoolSize,
-		DialTimeout:  cfg.DialTimeout,
-		ReadTimeout:  cfg.ReadTimeout,
-		WriteTimeout: cfg.ReadTimeout,
-	})
-	if err := c.Ping(ctx).Err(); err != nil {
+// NewRedis connects to Redis (see RedisClient) and checks it answers; on a
+// cluster, that every primary does.
+func NewRedis(ctx context.Context, cfg RedisConfig) (redis.UniversalClient, error) {
+	c, err := RedisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ping := func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() }
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, ping)
+	} else {
+		err = c.Ping(ctx).Err()
+	}
+	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("ping redis at %s: %w", cfg.Addr, err)
 	}

@@ -2,12 +2,16 @@ package platform_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
@@ -123,5 +127,84 @@ func TestDeleteKeys_RemovesOnlyThePrefix(t *testing.T) {
 	}
 	if _, err := platform.DeleteKeys(ctx, rdb, ""); err == nil {
 		t.Fatal("an empty prefix (every key) was accepted")
+	}
+}
+
+func TestRedisClient_RefusesContradictoryConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  platform.RedisConfig
+		want string
+	}{
+		{"no address", platform.RedisConfig{Addr: " , "}, "no address"},
+		{"several addresses of nothing", platform.RedisConfig{Addr: "a:1,b:2"}, "set CLUSTER=true"},
+		{"cluster and sentinel", platform.RedisConfig{Addr: "a:1", Cluster: true, MasterName: "m"}, "exclude each other"},
+		{"cluster database", platform.RedisConfig{Addr: "a:1", Cluster: true, DB: 3}, "only database 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := platform.RedisClient(tc.cfg)
+			if !errors.Is(err, platform.ErrRedisConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v; want ErrRedisConfig mentioning %q", err, tc.want)
+			}
+		})
+	}
+	// The password is a setting, never part of an error.
+	_, err := platform.NewRedis(context.Background(), platform.RedisConfig{Addr: "127.0.0.1:1", Password: platform.Secret("hunter2-secret"),
+		DialTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond})
+	if err == nil || strings.Contains(err.Error(), "hunter2-secret") {
+		t.Fatalf("unreachable redis: %v", err)
+	}
+}
+
+func TestRedisCluster_ConnectsToEveryPrimaryAndDeletesKeysOnAllOfThem(t *testing.T) {
+	c, prefix := platformtest.RedisCluster(t)
+	ctx := context.Background()
+	for i := range 300 {
+		if err := c.Set(ctx, fmt.Sprintf("%srun:%d", prefix, i), 1, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Set(ctx, prefix+"keep", 1, time.Minute)
+	var holding atomic.Int32
+	_ = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		if n, _ := node.DBSize(ctx).Result(); n > 0 {
+			holding.Add(1)
+		}
+		return nil
+	})
+	if holding.Load() != 3 {
+		t.Fatalf("%d of 3 primaries hold keys; the keys should spread over the slots", holding.Load())
+	}
+	n, err := platform.DeleteKeys(ctx, c, prefix+"run:")
+	if err != nil || n != 300 {
+		t.Fatalf("deleted %d keys (%v); want 300 from every primary", n, err)
+	}
+	if left, _ := c.Exists(ctx, prefix+"keep").Result(); left != 1 {
+		t.Fatal("the key outside the prefix was deleted")
+	}
+}
+
+func TestRedisSentinel_FindsThePrimary(t *testing.T) {
+	primary := platformtest.StartRedisServer(t)
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	sentinel := platformtest.StartRedisSentinel(t)
+	ctx := context.Background()
+	sc := redis.NewClient(&redis.Options{Addr: sentinel.Addr})
+	defer sc.Close()
+	if err := sc.Do(ctx, "SENTINEL", "MONITOR", "bulwark", host, port, 1).Err(); err != nil {
+		t.Fatalf("sentinel monitor: %v", err)
+	}
+	c, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: sentinel.Addr, MasterName: "bulwark", DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "sentinel-test", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer direct.Close()
+	if got, err := direct.Get(ctx, "sentinel-test").Result(); err != nil || got != "v" {
+		t.Fatalf("the write did not reach the primary Sentinel names: %q %v", got, err)
 	}
 }

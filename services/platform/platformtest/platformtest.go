@@ -50,10 +50,11 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: addr, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second})
+	u, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: addr, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("this test needs a real Redis at %s (start it with `make deps`): %v", addr, err)
 	}
+	c := u.(*redis.Client) // one address, no cluster, no sentinel
 	prefix := fmt.Sprintf("test:%s:%s:", unsafeChars.ReplaceAllString(t.Name(), "_"), RandomID(4))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,13 +3,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
@@ -46,12 +46,15 @@ func run(ctx context.Context, log *slog.Logger, cfg ratelimit.Config) error {
 	defer stopTracing()
 	reg := platform.NewRegistry()
 	rdb, err := platform.NewRedis(ctx, cfg.Redis)
+	if errors.Is(err, platform.ErrRedisConfig) {
+		return err
+	}
 	if err != nil {
 		// Not fatal: until Redis answers, Reserve fails closed (or open, when a request asks).
 		log.WarnContext(ctx, "redis is not reachable yet; serving in failure mode", "error", err)
-		rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Username: cfg.Redis.Username,
-			Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB, PoolSize: cfg.Redis.PoolSize,
-			DialTimeout: cfg.Redis.DialTimeout, ReadTimeout: cfg.Redis.ReadTimeout, WriteTimeout: cfg.Redis.ReadTimeout})
+		if rdb, err = platform.RedisClient(cfg.Redis); err != nil {
+			return err
+		}
 	}
 	defer func() { _ = rdb.Close() }()
 	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}

@@ -53,6 +53,10 @@ type Config struct {
 	LogLevel  string `env:"LOG_LEVEL" default:"info"`
 	// RedisAddr of a real Redis; empty tries 127.0.0.1:6379, then an embedded one.
 	RedisAddr string `env:"REDIS_ADDR"`
+	// RedisCluster says RedisAddr lists Redis Cluster nodes.
+	RedisCluster bool `env:"REDIS_CLUSTER" default:"false"`
+	// RedisMasterName is the Sentinel name of the primary; RedisAddr then lists Sentinels.
+	RedisMasterName string `env:"REDIS_MASTER_NAME"`
 	// NATSURL of a real NATS with JetStream; empty embeds one under DataDir.
 	NATSURL string `env:"NATS_URL"`
 	// NATSPort, when set, lets other processes (bulwarkctl) reach the embedded NATS.

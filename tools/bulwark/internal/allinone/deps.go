@@ -84,9 +84,10 @@ var ErrEmbeddedRedis = errors.New("the embedded Redis-protocol server cannot run
 // openRedis uses RedisAddr; without one, Redis at 127.0.0.1:6379 if it answers,
 // otherwise (or with RedisAddr "embedded") an embedded Redis-protocol server
 // (miniredis), for development only.
-func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*redis.Client, string, error) {
+func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (redis.UniversalClient, string, error) {
 	if cfg.RedisAddr != "" && cfg.RedisAddr != EmbeddedRedis {
-		rdb, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: cfg.RedisAddr, DialTimeout: 2 * time.Second, ReadTimeout: time.Second})
+		rdb, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster, MasterName: cfg.RedisMasterName,
+			DialTimeout: 2 * time.Second, ReadTimeout: time.Second})
 		if err != nil {
 			return nil, "", err
 		}
@@ -117,7 +118,7 @@ func openRedis(ctx context.Context, cfg Config, log *slog.Logger, c *closer) (*r
 // EmbeddedRedis as BULWARK_REDIS_ADDR forces the embedded Redis-protocol server.
 const EmbeddedRedis = "embedded"
 
-func embeddedRedis(ctx context.Context, log *slog.Logger, c *closer) (*redis.Client, string, error) {
+func embeddedRedis(ctx context.Context, log *slog.Logger, c *closer) (redis.UniversalClient, string, error) {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, "", fmt.Errorf("start embedded redis: %w", err)
