@@ -16,9 +16,12 @@ import (
 // ErrInvalidPageToken reports a page token this service did not issue.
 var ErrInvalidPageToken = errors.New("invalid page token")
 
-func (d *Detector) allKey() string               { return d.prefix + "alerts" }
-func (d *Detector) principalKey(p string) string { return d.prefix + "alerts:p:" + esc(p) }
-func (d *Detector) alertKey(id string) string    { return d.prefix + "alert:" + id }
+// Alerts and their indexes share one hash tag, so that storing one (a
+// transaction) and listing a page (MGET) stay in one Redis Cluster slot.
+// Alerts are few (deduplicated and rate limited), so one slot holds them.
+func (d *Detector) allKey() string               { return d.prefix + "{alerts}:all" }
+func (d *Detector) principalKey(p string) string { return d.prefix + "{alerts}:p:" + esc(p) }
+func (d *Detector) alertKey(id string) string    { return d.prefix + "{alerts}:alert:" + esc(id) }
 
 // store keeps an alert for ListAlerts: the alert itself under its own key with
 // the retention as ttl, and its id in time-ordered indexes (all, per principal).

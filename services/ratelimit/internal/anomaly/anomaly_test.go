@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,6 +32,11 @@ type harness struct {
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	rdb, prefix := platformtest.Redis(t)
+	return newHarnessOn(t, rdb, prefix, cfg)
+}
+
+func newHarnessOn(t *testing.T, rdb redis.Cmdable, prefix string, cfg Config) *harness {
+	t.Helper()
 	_, js := platformtest.NATS(t)
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: "BULWARK_AUDIT", Subjects: []string{"bulwark.audit.v1.>", "bulwark.ratelimit.v1.>"},
@@ -105,7 +111,18 @@ func kinds(alerts []*ratelimitv1.AnomalyEvent) []string {
 }
 
 func TestDetector_ReplayedWeekThenSpikeNewModelAndOffHoursRaiseOneAlertEach(t *testing.T) {
-	h := newHarness(t, Config{})
+	replayWeekThenIncidents(t, newHarness(t, Config{}))
+}
+
+// On a Redis Cluster every script and transaction touches one subject's keys,
+// which share a hash tag; the alert index is a key of its own.
+func TestDetector_RunsOnARedisCluster(t *testing.T) {
+	rdb, prefix := platformtest.RedisCluster(t)
+	replayWeekThenIncidents(t, newHarnessOn(t, rdb, prefix, Config{}))
+}
+
+func replayWeekThenIncidents(t *testing.T, h *harness) {
+	t.Helper()
 	if a := h.normalWeek(monday); len(a) != 0 {
 		t.Fatalf("learning week raised %v", kinds(a))
 	}

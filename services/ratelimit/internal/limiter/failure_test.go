@@ -6,49 +6,25 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // privateRedis starts a redis-server of this test's own on a free port, so the
 // test can stop it (or flush its scripts) without touching the shared one.
 func privateRedis(t *testing.T) (*redis.Client, *exec.Cmd) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("this test needs redis-server on PATH: %v", err)
-	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), DialTimeout: 200 * time.Millisecond,
+	srv := platformtest.StartRedisServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond,
 		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = c.Close() })
-	for i := 0; ; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return c, cmd
-		}
-		if i > 500 { // 10 s: a loaded machine starts processes slowly
-			t.Fatal("private redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return c, srv.Cmd
 }
 
 func closedPortClient(t *testing.T) *redis.Client {

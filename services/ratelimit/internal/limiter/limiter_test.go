@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"slices"
 	"testing"
 	"time"
 
@@ -248,7 +248,6 @@ func TestReserve_UnsettledReservationsExpireAndFreeBudget(t *testing.T) {
 		t.Fatalf("settle of an expired reservation: %v %+v", err, r)
 	}
 }
-
 
 // A budget sweeps its reservation set for expired reservations as it decides.
 // What a sweep gives back must stay given back even when the decision that made
