@@ -2,7 +2,9 @@ package limiter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
@@ -94,5 +97,93 @@ func TestReserve_ExactOnARedisClusterWithTwoReplicas(t *testing.T) {
 		if st[1].Remaining != 80 || st[3].Remaining != 1 {
 			t.Fatalf("team %d after a settle: tokens %d (want 80), slots %d (want 1)", i, st[1].Remaining, st[3].Remaining)
 		}
+	}
+}
+
+// TestReserve_FollowsASentinelFailover runs the limiter through Sentinel: the
+// primary dies, Sentinel promotes its replica, and the limiter carries on
+// against the new primary with the reservations that were replicated, still
+// exact. While no primary answers, decisions wait or fail closed.
+func TestReserve_FollowsASentinelFailover(t *testing.T) {
+	primary := platformtest.StartRedisServer(t)
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	replica := platformtest.StartRedisServer(t, "--replicaof", host, port)
+	sentinel := platformtest.StartRedisSentinel(t)
+	ctx := context.Background()
+	sc := redis.NewClient(&redis.Options{Addr: sentinel.Addr})
+	t.Cleanup(func() { _ = sc.Close() })
+	for _, cmd := range [][]any{
+		{"SENTINEL", "MONITOR", "bulwark", host, port, 1},
+		{"SENTINEL", "SET", "bulwark", "down-after-milliseconds", 300},
+		{"SENTINEL", "SET", "bulwark", "failover-timeout", 3000},
+	} {
+		if err := sc.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	t.Cleanup(func() { _ = rc.Close() })
+	waitUntil(t, 30*time.Second, "the replica in sync and known to Sentinel", func() bool {
+		info, _ := rc.Info(ctx, "replication").Result()
+		reps, _ := sc.Do(ctx, "SENTINEL", "REPLICAS", "bulwark").Slice()
+		return strings.Contains(info, "master_link_status:up") && len(reps) == 1
+	})
+
+	u, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: sentinel.Addr, MasterName: "bulwark",
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	l, err := New(ctx, Params{Redis: u, StoreTimeout: 2 * time.Second, ProbeInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 5}}
+	for i := range 3 {
+		if d, err := l.Reserve(ctx, ReserveRequest{RequestID: fmt.Sprint("before-", i), Subject: subject(), Limits: limits}); err != nil || !d.Allowed {
+			t.Fatalf("before the failover: %v %+v", err, d)
+		}
+	}
+	pc := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	if n, err := pc.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("replication: %d replicas acknowledged (%v)", n, err)
+	}
+	_ = pc.Close()
+
+	_ = primary.Cmd.Process.Kill()
+	_ = primary.Cmd.Wait()
+	// Until Sentinel has promoted the replica a decision either waits for it
+	// (within the store timeout) or fails closed; nothing else.
+	var d Decision
+	waitUntil(t, 30*time.Second, "a decision from the promoted replica", func() bool {
+		d, err = l.Reserve(ctx, ReserveRequest{RequestID: "after-0", Subject: subject(), Limits: limits})
+		if err != nil && !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("during the failover: %v; want a decision or ErrStoreUnavailable", err)
+		}
+		return err == nil
+	})
+	if !d.Allowed || d.Degraded || d.Statuses[0].Remaining != 1 {
+		t.Fatalf("first decision after the failover: %+v; want allowed with 1 slot left (3 replicated + this one)", d)
+	}
+	if d, _ := l.Reserve(ctx, ReserveRequest{RequestID: "after-1", Subject: subject(), Limits: limits}); !d.Allowed {
+		t.Fatalf("fifth slot: %+v", d)
+	}
+	if d, _ := l.Reserve(ctx, ReserveRequest{RequestID: "after-2", Subject: subject(), Limits: limits}); d.Allowed {
+		t.Fatalf("a sixth slot was granted against a limit of 5: %+v", d)
+	}
+	if role, _ := rc.Do(ctx, "ROLE").Slice(); len(role) == 0 || role[0] != "master" {
+		t.Fatalf("the replica was not promoted: %v", role)
+	}
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
