@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/gateway/v1/gatewayv1connect"
@@ -124,6 +125,8 @@ type Params struct {
 	TracerProvider trace.TracerProvider
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Registerer takes the gateway's metrics (bulwark_gateway_*); nil leaves them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Gateway is a ready gateway: mount Routes (HTTP) and Path/Handler (Connect),
@@ -175,6 +178,7 @@ func New(p Params) (*Gateway, error) {
 		Recorder:      rec, Hasher: p.Hasher, Logger: p.Logger, Now: p.Now,
 		CacheTTL: p.Config.CacheTTL, CacheSize: p.Config.CacheSize, DefaultMaxTokens: p.Config.DefaultMaxTokens,
 		ReservationTTL: p.Config.ReservationTTL, AuditSync: p.Config.AuditSync, DefaultEnvironment: p.Config.DefaultEnvironment,
+		Metrics: pipeline.NewMetrics(p.Registerer),
 	})
 	if err != nil {
 		return nil, err

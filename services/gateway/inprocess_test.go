@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
@@ -34,6 +36,7 @@ type inProcess struct {
 	url    string
 	simURL string
 	sim    *sim.Sim
+	reg    *prometheus.Registry
 }
 
 func newInProcess(tb testing.TB) *inProcess {
@@ -78,11 +81,12 @@ func newInProcess(tb testing.TB) *inProcess {
 		tb.Fatal(err)
 	}
 	cfg.SpoolDir = tb.TempDir()
+	reg := prometheus.NewRegistry()
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
 		Authenticator: id, Authorizer: id, Limiter: rl.API, Redactor: gateway.EngineRedactor(eng), Router: router,
 		Streamer: gateway.StreamerFromClient(routerv1connect.NewRouterServiceClient(gateway.InProcessClient(routerHTTP), "http://router")),
-		Hasher:   hasher, NATS: nc, JS: js,
+		Hasher:   hasher, NATS: nc, JS: js, Registerer: reg,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -98,7 +102,7 @@ func newInProcess(tb testing.TB) *inProcess {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &inProcess{url: platformtest.Serve(tb, srv.Handler()), simURL: simSrv.URL, sim: s}
+	return &inProcess{url: platformtest.Serve(tb, srv.Handler()), simURL: simSrv.URL, sim: s, reg: reg}
 }
 
 func TestInProcess_StreamThroughInProcessRouterClientRestoresPII(t *testing.T) {
@@ -120,6 +124,93 @@ func TestInProcess_StreamThroughInProcessRouterClientRestoresPII(t *testing.T) {
 	if acc.Usage.PromptTokens == 0 {
 		t.Fatal("the usage chunk the client asked for was dropped")
 	}
+}
+
+// TestInProcess_MeasuresEachStepAndTheGatewaysOwnTime checks the gateway's
+// metrics: every call counted by how it ended, each step of the calls that
+// reached it observed once, and the gateway's own time within the whole call.
+func TestInProcess_MeasuresEachStepAndTheGatewaysOwnTime(t *testing.T) {
+	ip := newInProcess(t)
+	c := openai.NewClient(option.WithBaseURL(ip.url+"/v1"), option.WithAPIKey(keyApp), option.WithMaxRetries(0))
+	ctx := context.Background()
+	params := openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(piiText)}}
+	start := time.Now()
+	if _, err := c.Chat.Completions.New(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Since(start)
+	st := c.Chat.Completions.NewStreaming(ctx, params)
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	stranger := openai.NewClient(option.WithBaseURL(ip.url+"/v1"), option.WithAPIKey("bk_not_a_key"), option.WithMaxRetries(0))
+	if _, err := stranger.Chat.Completions.New(ctx, params); err == nil {
+		t.Fatal("an unknown key was served")
+	}
+	// Audit events (and the counter beside them) are recorded in the background.
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "denied_auth") < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "allowed"); n != 2 {
+		t.Fatalf("allowed calls counted %v; want 2", n)
+	}
+	if n := metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "denied_auth"); n != 1 {
+		t.Fatalf("unauthenticated calls counted %v; want 1", n)
+	}
+	for stage, want := range map[string]float64{"prepare": 2, "reserve": 2, "redact": 2, "provider": 2, "restore": 1} {
+		if n := metricValue(t, ip.reg, "bulwark_gateway_stage_duration_seconds", "stage", stage); n != want {
+			t.Fatalf("stage %s observed %v times; want %v", stage, n, want)
+		}
+	}
+	if n := metricValue(t, ip.reg, "bulwark_gateway_overhead_seconds", "streamed", "true"); n != 1 {
+		t.Fatalf("streamed overhead observed %v times; want 1", n)
+	}
+	own := metricSum(t, ip.reg, "bulwark_gateway_overhead_seconds", "streamed", "false")
+	if own <= 0 || own > whole.Seconds() {
+		t.Fatalf("the gateway's own time %.6fs is not within the whole call's %v", own, whole)
+	}
+}
+
+// metricValue is a counter's value, or a histogram's observation count, for
+// the series of name whose label has value.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	if m := findMetric(t, reg, name, label, value); m != nil {
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}
+
+func metricSum(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	return findMetric(t, reg, name, label, value).GetHistogram().GetSampleSum()
+}
+
+func findMetric(t *testing.T, reg *prometheus.Registry, name, label, value string) *dto.Metric {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // BenchmarkChatCompletion compares one non-streaming chat completion sent

@@ -114,6 +114,7 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 		Hasher:        hasher,
 		NATS:          nc, JS: js,
 		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}), TracerProvider: tp,
+		Registerer: reg,
 	})
 	if err != nil {
 		return err

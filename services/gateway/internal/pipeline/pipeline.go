@@ -61,11 +61,14 @@ type Params struct {
 	AuditSync bool
 	// DefaultEnvironment is used when neither the call nor the credential names one.
 	DefaultEnvironment string
+	// Metrics records calls and step times; nil means unregistered ones.
+	Metrics *Metrics
 }
 
 // Pipeline runs governed calls. It is safe for concurrent use.
 type Pipeline struct {
 	p          Params
+	m          *Metrics
 	log        *slog.Logger
 	now        func() time.Time
 	principals *ttlCache[*identityv1.AuthenticateResponse]
@@ -95,8 +98,11 @@ func New(p Params) (*Pipeline, error) {
 	if p.ReservationTTL <= 0 {
 		p.ReservationTTL = 10 * time.Minute
 	}
+	if p.Metrics == nil {
+		p.Metrics = NewMetrics(nil)
+	}
 	return &Pipeline{
-		p: p, log: p.Logger, now: p.Now,
+		p: p, m: p.Metrics, log: p.Logger, now: p.Now,
 		principals: newTTLCache[*identityv1.AuthenticateResponse](p.CacheSize, p.CacheTTL, p.Now),
 		decisions:  newTTLCache[*identityv1.AuthorizeResponse](p.CacheSize, p.CacheTTL, p.Now),
 		closing:    make(chan struct{}),
@@ -143,6 +149,7 @@ type Prepared struct {
 	Environment string
 	PromptRef   string
 	start       time.Time
+	prepared    time.Duration // how long Prepare took
 	flags       []string
 	finished    bool
 }
@@ -309,6 +316,8 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		t := time.Now()
+		defer func() { pl.m.reserve.Observe(since(t)) }()
 		res, resErr = pl.p.Limiter.Reserve(ctx, &ratelimitv1.ReserveRequest{
 			RequestId: call.RequestID,
 			Subject: &ratelimitv1.Subject{ApiKeyId: a.GetApiKeyId(), PrincipalId: principal.GetId(), TeamId: principal.GetTeamId(),
@@ -329,7 +338,9 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 		if tenant == "" {
 			tenant = principal.GetId()
 		}
+		t := time.Now()
 		red, redErr = pl.p.Redactor.Redact(ctx, &redactionv1.RedactRequest{Segments: segs, ProfileName: ob.GetRedactionProfile(), Tenant: tenant})
+		pl.m.redact.Observe(since(t))
 	} else {
 		red = &redactionv1.RedactResponse{}
 	}
@@ -393,6 +404,8 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	if v := ob.GetPromptVersion(); v != "" {
 		p.PromptRef = v
 	}
+	p.prepared = time.Since(p.start)
+	pl.m.prepare.Observe(p.prepared.Seconds())
 	return p, nil
 }
 
@@ -447,19 +460,28 @@ type Answer struct {
 func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) {
 	var ans *Answer
 	if p.Call.Format == llmjson.OpenAIEmbeddings {
+		t := time.Now()
 		r, err := pl.p.Router.Embed(ctx, &routerv1.EmbedRequest{RequestId: p.Call.RequestID, Environment: p.Environment, Body: p.Body,
 			DataClasses: p.Redaction.GetDataClasses(), AllowedProviders: p.Decision.GetObligations().GetAllowedProviders()})
+		pl.m.provider.Observe(since(t))
+		pl.m.overhead.WithLabelValues("false").Observe(p.prepared.Seconds())
 		if err != nil {
 			return nil, pl.routeFailed(ctx, p, err)
 		}
 		ans = &Answer{Status: int(r.GetStatus()), Body: r.GetBody(), Provider: r.GetProvider(), ModelServed: r.GetModelServed(), Usage: r.GetUsage()}
 	} else {
+		t := time.Now()
 		r, err := pl.p.Router.Complete(ctx, &routerv1.CompleteRequest{Call: pl.routerCall(p)})
+		pl.m.provider.Observe(since(t))
 		if err != nil {
 			return nil, pl.routeFailed(ctx, p, err)
 		}
 		ans = &Answer{Status: int(r.GetStatus()), Body: r.GetBody(), Provider: r.GetProvider(), ModelServed: r.GetModelServed(), Usage: r.GetUsage()}
+		t = time.Now()
 		ans.Body, _ = llmjson.RestoreJSON(ans.Body, p.TokenMap)
+		restored := time.Since(t)
+		pl.m.restore.Observe(restored.Seconds())
+		pl.m.overhead.WithLabelValues("false").Observe((p.prepared + restored).Seconds())
 	}
 	if ans.Status == 0 {
 		ans.Status = 200
@@ -642,6 +664,7 @@ func (pl *Pipeline) event(p *Prepared, decision auditv1.Decision, status int, re
 	if env == "" {
 		env = c.Environment
 	}
+	pl.m.call(c.API, decision)
 	return &auditv1.AuditEvent{
 		EventId: ulid.Make().String(), Time: timestamppb.New(now), Environment: env, SourceService: "gateway", TraceId: c.TraceID,
 		Payload: &auditv1.AuditEvent_LlmCall{LlmCall: lc},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
 	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
@@ -34,11 +35,16 @@ type StreamAnswer struct {
 // When Status >= 400 the first event's data is the provider's error body and
 // the stream is already finished.
 func (pl *Pipeline) OpenStream(ctx context.Context, p *Prepared) (*StreamAnswer, error) {
+	t := time.Now()
 	st, err := pl.p.Router.StreamComplete(ctx, &routerv1.StreamCompleteRequest{Call: pl.routerCall(p)})
 	if err != nil {
+		pl.m.provider.Observe(since(t))
 		return nil, pl.routeFailed(ctx, p, err)
 	}
-	if !st.Receive() {
+	received := st.Receive()
+	pl.m.provider.Observe(since(t))
+	pl.m.overhead.WithLabelValues("true").Observe(p.prepared.Seconds())
+	if !received {
 		err := st.Err()
 		_ = st.Close()
 		if err == nil {

@@ -316,6 +316,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		JS:             js,
 		HandlerOptions: plain,
 		TracerProvider: tp,
+		Registerer:     reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
