@@ -248,6 +248,13 @@ func (a routerAdapter) StreamComplete(ctx context.Context, r *routerv1.StreamCom
 
 type streamAdapter struct{ RouterStream }
 
+// Buffered says whether the next message is already waiting (see
+// pipeline.BufferedStream); streams that cannot tell say no.
+func (s streamAdapter) Buffered() bool {
+	b, ok := s.RouterStream.(interface{ Buffered() bool })
+	return ok && b.Buffered()
+}
+
 func (s streamAdapter) Err() error {
 	if err := s.RouterStream.Err(); err != nil {
 		return depErr("router", err, false)

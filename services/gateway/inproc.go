@@ -138,6 +138,9 @@ func (s *funcStream) Receive() bool {
 
 func (s *funcStream) Msg() *routerv1.StreamCompleteResponse { return s.cur }
 
+// Buffered says whether Receive has a message without waiting for the producer.
+func (s *funcStream) Buffered() bool { return len(s.ch) > 0 }
+
 // Err is the stream's error once Receive has reported its end.
 func (s *funcStream) Err() error {
 	if !s.ended {

@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
 	"github.com/bulwarkhq/bulwark/services/gateway"
@@ -40,6 +43,12 @@ type inProcess struct {
 }
 
 func newInProcess(tb testing.TB) *inProcess {
+	tb.Helper()
+	return newInProcessWith(tb, nil)
+}
+
+// newInProcessWith streams from streamer instead, when it is not nil.
+func newInProcessWith(tb testing.TB, streamer gateway.RouterStreamer) *inProcess {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
@@ -82,10 +91,13 @@ func newInProcess(tb testing.TB) *inProcess {
 	}
 	cfg.SpoolDir = tb.TempDir()
 	reg := prometheus.NewRegistry()
+	if streamer == nil {
+		streamer = gateway.StreamerFromClient(routerv1connect.NewRouterServiceClient(gateway.InProcessClient(routerHTTP), "http://router"))
+	}
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
 		Authenticator: id, Authorizer: id, Limiter: rl.API, Redactor: gateway.EngineRedactor(eng), Router: router,
-		Streamer: gateway.StreamerFromClient(routerv1connect.NewRouterServiceClient(gateway.InProcessClient(routerHTTP), "http://router")),
+		Streamer: streamer,
 		Hasher:   hasher, NATS: nc, JS: js, Registerer: reg,
 	})
 	if err != nil {
@@ -126,6 +138,69 @@ func TestInProcess_StreamThroughInProcessRouterClientRestoresPII(t *testing.T) {
 	}
 }
 
+// TestInProcess_StreamSendsWhatItHasBeforeWaitingForTheProvider holds the
+// provider back after three events: the client must have all three (events
+// already received are written together and flushed whenever the stream would
+// wait) before the provider sends the rest.
+func TestInProcess_StreamSendsWhatItHasBeforeWaitingForTheProvider(t *testing.T) {
+	release := make(chan struct{})
+	chunk := func(s string) []byte {
+		return fmt.Appendf(nil, `{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":%q},"finish_reason":null}]}`, s)
+	}
+	streamer := gateway.StreamerFromFunc(func(ctx context.Context, _ *routerv1.StreamCompleteRequest, send func(*routerv1.StreamCompleteResponse) error) error {
+		for i, w := range []string{"one ", "two ", "three "} {
+			m := &routerv1.StreamCompleteResponse{Data: chunk(w)}
+			if i == 0 {
+				m.Status, m.Provider, m.ModelServed = 200, "sim", "gpt-4o"
+			}
+			if err := send(m); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for _, d := range [][]byte{chunk("four"), []byte("[DONE]")} {
+			if err := send(&routerv1.StreamCompleteResponse{Data: d}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ip := newInProcessWith(t, streamer)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ip.url+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"count"}]}`))
+	req.Header.Set("Authorization", "Bearer "+keyApp)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var got []string
+	for len(got) < 3 && sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			got = append(got, d)
+		}
+	}
+	if len(got) < 3 {
+		t.Fatalf("the client got %d of the 3 events the provider had sent before pausing (%v): they waited for the provider", len(got), sc.Err())
+	}
+	close(release)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			got = append(got, d)
+		}
+	}
+	if len(got) != 5 || !strings.Contains(got[3], "four") || got[4] != "[DONE]" {
+		t.Fatalf("events after the pause: %q", got[3:])
+	}
+}
+
 // TestInProcess_MeasuresEachStepAndTheGatewaysOwnTime checks the gateway's
 // metrics: every call counted by how it ended, each step of the calls that
 // reached it observed once, and the gateway's own time within the whole call.
@@ -151,7 +226,8 @@ func TestInProcess_MeasuresEachStepAndTheGatewaysOwnTime(t *testing.T) {
 	}
 	// Audit events (and the counter beside them) are recorded in the background.
 	deadline := time.Now().Add(10 * time.Second)
-	for metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "denied_auth") < 1 && time.Now().Before(deadline) {
+	for (metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "denied_auth") < 1 ||
+		metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "allowed") < 2) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := metricValue(t, ip.reg, "bulwark_gateway_calls_total", "decision", "allowed"); n != 2 {

@@ -203,12 +203,22 @@ func (a *API) fail(w http.ResponseWriter, f family, err error, id string) {
 	writeError(w, f, http.StatusInternalServerError, pipeline.KindInternal, "internal error", id)
 }
 
-// sseWriter writes server-sent events and flushes each batch.
+// sseWriter writes server-sent events. write leaves them in the response's
+// buffer; flush sends them; send does both.
 type sseWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	buf []byte
 }
+
+func (s *sseWriter) send(evs ...llmjson.Event) error {
+	if err := s.write(evs...); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+func (s *sseWriter) flush() error { return s.rc.Flush() }
 
 func (s *sseWriter) write(evs ...llmjson.Event) error {
 	s.buf = s.buf[:0]
@@ -222,10 +232,8 @@ func (s *sseWriter) write(evs ...llmjson.Event) error {
 		s.buf = append(s.buf, e.Data...)
 		s.buf = append(s.buf, '\n', '\n')
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
-		return err
-	}
-	return s.rc.Flush()
+	_, err := s.w.Write(s.buf)
+	return err
 }
 
 func (a *API) stream(w http.ResponseWriter, r *http.Request, f family, p *pipeline.Prepared) {
@@ -248,6 +256,9 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, f family, p *pipeli
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	// Events the provider has already sent go out with one flush; the flush
+	// comes whenever the stream would wait, so no event waits for the next.
+	s.BeforeWaiting(func() { _ = sse.flush() })
 	for {
 		evs, terminal, done := s.Next()
 		if len(evs) > 0 {
@@ -260,15 +271,17 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, f family, p *pipeli
 			continue
 		}
 		if err := s.Finish(ctx); err != nil {
-			_ = sse.write(streamError(f, "the call could not be recorded in the audit log"))
+			_ = sse.send(streamError(f, "the call could not be recorded in the audit log"))
 			return
 		}
 		if s.Err() != nil {
-			_ = sse.write(streamError(f, "the provider's stream broke off"))
+			_ = sse.send(streamError(f, "the provider's stream broke off"))
 			return
 		}
 		if terminal != nil {
-			_ = sse.write(*terminal)
+			_ = sse.send(*terminal)
+		} else {
+			_ = sse.flush()
 		}
 		return
 	}

@@ -61,6 +61,14 @@ type Stream interface {
 	Close() error
 }
 
+// BufferedStream is a Stream that can tell whether its next message is
+// already here, so that the front door can send the events it has with one
+// flush instead of one per event. Streams without it flush every event.
+type BufferedStream interface {
+	Stream
+	Buffered() bool
+}
+
 // Router sends calls to providers.
 type Router interface {
 	Complete(ctx context.Context, req *routerv1.CompleteRequest) (*routerv1.CompleteResponse, error)

@@ -28,6 +28,21 @@ type StreamAnswer struct {
 	err         error
 
 	firstErrorBody []byte
+	beforeWait     func()
+}
+
+// BeforeWaiting sets f to run whenever Next is about to wait for the
+// provider's next event: the moment to flush what was written, so that events
+// already received go out together and none waits behind a slow provider.
+func (s *StreamAnswer) BeforeWaiting(f func()) { s.beforeWait = f }
+
+func (s *StreamAnswer) receive() bool {
+	if s.beforeWait != nil {
+		if b, ok := s.st.(BufferedStream); !ok || !b.Buffered() {
+			s.beforeWait()
+		}
+	}
+	return s.st.Receive()
 }
 
 // OpenStream routes a prepared streaming call and waits for the first event,
@@ -84,7 +99,7 @@ func (s *StreamAnswer) Next() (events []llmjson.Event, terminal *llmjson.Event, 
 		var m *routerv1.StreamCompleteResponse
 		if s.first != nil {
 			m, s.first = s.first, nil
-		} else if s.st.Receive() {
+		} else if s.receive() {
 			m = s.st.Msg()
 		} else {
 			s.err = s.st.Err()
