@@ -284,3 +284,38 @@ func TestInspect_AuthorizationHeaderCredentials(t *testing.T) {
 		t.Errorf("prose flagged: %v", got)
 	}
 }
+
+// Names in form fields after a role ("Customer: Jane Doe") are found like
+// names after the role word alone; organisations and departments in the same
+// fields are not names. None of these sentences is in the corpus.
+func TestInspect_NamesInRoleFieldsButNotOrganisations(t *testing.T) {
+	e := newTestEngine(t)
+	for text, name := range map[string]string{
+		"Customer: Jane Doe, account in good standing":    "Jane Doe",
+		"Patient - Amelia Hartwell, admitted 3 May":       "Amelia Hartwell",
+		"Beneficiary: Rosa Delgado (spouse)":              "Rosa Delgado",
+		"Cardholder: Tunde Bakare\nCard type: debit":      "Tunde Bakare",
+		"Sender: Mei Tanaka <no-reply>":                   "Mei Tanaka",
+		"Applicant = Bjorn Halvorsen":                     "Bjorn Halvorsen",
+		"the claimant Isidora Vukovic disputes the claim": "Isidora Vukovic",
+	} {
+		if got := findTypes(t, e, text, "default"); got[name] != Person {
+			t.Errorf("%q: want PERSON for %q, got %v", text, name, got)
+		}
+	}
+	for _, text := range []string{
+		"Customer: Acme Corp, renewal due",
+		"Client: Globex Corporation",
+		"Recipient: Finance Department",
+		"Sender: Billing Office",
+		"Student: Stanford University exchange",
+		"Customer: Please Advise",
+		"Max Tokens: 500",
+	} {
+		for v, typ := range findTypes(t, e, text, "default") {
+			if typ == Person {
+				t.Errorf("%q: %q taken for a person", text, v)
+			}
+		}
+	}
+}

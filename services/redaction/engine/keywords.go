@@ -52,7 +52,9 @@ var keywords = func() map[string]uint32 {
 	add(kwIBAN, "iban")
 	add(kwAuthScheme, "bearer basic")
 	add(kwNeg, "order invoice ticket tracking ref reference version build isbn serial sku model transaction confirmation po part item case release port pid issue commit hash uuid timestamp epoch")
-	add(kwNameTrigger, "name named dear sincerely regards signed patient customer employee thanks cheers from")
+	add(kwNameTrigger, "name named dear sincerely regards signed patient customer employee thanks cheers from "+
+		"client applicant claimant tenant guest caller requester requestor recipient sender beneficiary "+
+		"borrower policyholder cardholder insured student candidate spouse guardian")
 	add(kwGreeting, "hi hello hey")
 	add(kwTitle, "mr mrs ms miss dr prof mx sir")
 	add(kwStreet, "street st avenue ave road rd boulevard blvd lane ln drive court ct way place pl terrace parkway pkwy highway hwy circle square sq crescent close")
@@ -91,7 +93,11 @@ julia beverly denise marilyn amber danielle charlotte brittany diana natalie sop
 mohammed muhammad ahmed ali fatima aisha wei li zhang chen wang yuki hiroshi priya raj rahul amit anil sanjay deepak
 sunita anjali carlos luis miguel jorge pedro javier diego alejandro sofia lucia valentina camila isabel elena
 pierre jean-pierre francois louis hans klaus jurgen stefan anders lars sven ingrid olga ivan dmitri sergei natasha
-giovanni marco luca giulia francesca kwame chidi oluwaseun ngozi amara`
+giovanni marco luca giulia francesca kwame chidi oluwaseun ngozi amara
+jane kate katie claire leah nora maya eva nina tom tim mike dave steve jim bob tony nick alex ben dan matt jake luke
+omar hassan yusuf khalid tariq nadia leila yasmin layla zara mei hana jin kenji takeshi haruto sakura arjun vikram
+ananya kavya rohan ravi vijay lakshmi tunde emeka kofi abebe tomasz piotr marek katarzyna agnieszka joao thiago
+gabriela fernanda beatriz lukas felix leon jonas elias finn mila lena emilia marie camille hugo jules ines manon`
 
 // cities is a small dictionary of large cities and countries reported as LOCATION when capitalised.
 const cities = `london paris berlin madrid rome tokyo beijing shanghai moscow dubai singapore sydney melbourne toronto

@@ -411,7 +411,13 @@ var notNameWords = map[string]bool{"The": true, "A": true, "An": true, "I": true
 	"Support": true, "Monday": true, "Tuesday": true, "Wednesday": true, "Thursday": true, "Friday": true, "Saturday": true,
 	"Sunday": true, "January": true, "February": true, "March": true, "April": true, "June": true, "July": true,
 	"August": true, "September": true, "October": true, "November": true, "December": true, "Is": true, "And": true, "Or": true,
-	"We": true, "You": true, "He": true, "She": true, "They": true, "It": true, "In": true, "On": true, "At": true, "To": true}
+	"We": true, "You": true, "He": true, "She": true, "They": true, "It": true, "In": true, "On": true, "At": true, "To": true,
+	// Organisation suffixes: "Customer: Acme Corp" names a company, not a person.
+	"Inc": true, "Corp": true, "Corporation": true, "Company": true, "Co": true, "Ltd": true, "Limited": true, "LLC": true,
+	"Group": true, "Holdings": true, "Bank": true, "Foundation": true, "University": true, "Hospital": true, "Services": true,
+	"Partners": true, "Associates": true, "Institute": true, "School": true, "College": true, "Clinic": true, "Agency": true,
+	// Parts of an organisation: "Recipient: Finance Department".
+	"Department": true, "Dept": true, "Office": true, "Desk": true, "Center": true, "Centre": true, "Division": true, "Unit": true}
 
 // capWords reads up to max capitalised words (or initials) starting at p
 // after skipping spaces, returning the end of the last one and how many.
@@ -552,7 +558,17 @@ func (sc *scanner) nameAfterTrigger(pos, end int, bits uint32) {
 		if s[p] != ' ' && s[p] != '\n' {
 			return
 		}
-	case "patient", "customer", "employee", "from":
+	case "patient", "customer", "employee", "from", "client", "applicant", "claimant", "tenant", "guest", "caller",
+		"requester", "requestor", "recipient", "sender", "beneficiary", "borrower", "policyholder", "cardholder",
+		"insured", "student", "candidate", "spouse", "guardian":
+		// A role, then a name of two capitalised words, also as a form field:
+		// "customer Jane Doe", "Customer: Jane Doe", "Patient - Jane Doe".
+		for _, sfx := range []string{":", " -", " ="} {
+			if strings.HasPrefix(s[p:], sfx) {
+				p += len(sfx)
+				break
+			}
+		}
 		need = 2
 		score = 0.7
 	default:
