@@ -143,9 +143,9 @@ func New(ctx context.Context, p Params) (*Service, error) {
 			s.Detector = det
 			sp.Alerts = det
 			s.consumer, err = events.NewConsumer(events.ConsumerParams{JS: p.JS, Logger: p.Logger, Stream: c.AuditStream,
-				Handler: func(ctx context.Context, ev *auditv1.AuditEvent) error {
-					_, err := det.Observe(ctx, ev)
-					return err
+				Handler: func(ctx context.Context, evs []*auditv1.AuditEvent) []error {
+					_, errs := det.ObserveBatch(ctx, evs)
+					return errs
 				}})
 			if err != nil {
 				return nil, err

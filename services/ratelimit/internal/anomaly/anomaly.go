@@ -244,59 +244,116 @@ type observed struct {
 	cmd       *redis.Cmd
 }
 
-// Observe takes one audit event and returns the alerts it raised. Both of its
-// subjects (principal and API key) are counted in one pipelined round trip;
-// only the first event of a new hour and a raised alert cost more.
+// observing is one event of a batch on its way through count and judge.
+type observing struct {
+	ev   *auditv1.AuditEvent
+	call *auditv1.LlmCall
+	at   time.Time
+	subs []observed
+}
+
+// Observe takes one audit event and returns the alerts it raised.
 func (d *Detector) Observe(ctx context.Context, ev *auditv1.AuditEvent) ([]*ratelimitv1.AnomalyEvent, error) {
-	call := ev.GetLlmCall()
-	if call == nil || ev.GetTime() == nil {
-		return nil, ErrInvalidEvent
-	}
-	d.events.Inc()
-	at := ev.GetTime().AsTime()
-	var subs []observed
-	var principal subject
-	if call.GetPrincipalId() != "" {
-		principal = subject{"principal", call.GetPrincipalId()}
-		subs = append(subs, observed{s: principal})
-	}
-	if call.GetApiKeyId() != "" {
-		subs = append(subs, observed{s: subject{"api_key", call.GetApiKeyId()}, parent: principal})
-	}
-	if len(subs) == 0 {
-		return nil, nil
-	}
-	eventID := ev.GetEventId()
-	if eventID == "" {
-		eventID = ulid.Make().String() // without an id a redelivery cannot be recognised
-	}
-	for i := range subs {
-		subs[i].marker = d.key(subs[i].s, "seen:"+esc(eventID))
-	}
-	if err := d.count(ctx, subs, call, at); err != nil {
-		return nil, err
-	}
-	var raised []*ratelimitv1.AnomalyEvent
-	var failed error
-	for _, sub := range subs {
-		o, err := parseObservation(sub.cmd.Val())
-		if err != nil {
-			return raised, err
-		}
-		if o.done {
+	raised, errs := d.ObserveBatch(ctx, []*auditv1.AuditEvent{ev})
+	return raised, errs[0]
+}
+
+// ObserveBatch takes audit events in the order they happened and returns the
+// alerts they raised and one error per event (nil when it was counted and
+// judged; an event with an error should be delivered again). The subjects of
+// every event (principal and API key) are counted in one pipelined round
+// trip; then each event is judged in order, which costs more only for the
+// first event of a new hour and for a raised alert.
+func (d *Detector) ObserveBatch(ctx context.Context, evs []*auditv1.AuditEvent) ([]*ratelimitv1.AnomalyEvent, []error) {
+	errs := make([]error, len(evs))
+	batch := make([]*observing, len(evs))
+	for i, ev := range evs {
+		call := ev.GetLlmCall()
+		if call == nil || ev.GetTime() == nil {
+			errs[i] = ErrInvalidEvent
 			continue
 		}
-		a, err := d.judge(ctx, sub.s, sub.parent, ev, call, at, o)
-		raised = append(raised, a...)
-		if err != nil {
-			// Keep what the count said, so that the redelivery judges it again.
-			if kerr := d.rdb.SetArgs(ctx, sub.marker, o.encode(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); kerr != nil {
-				err = errors.Join(err, fmt.Errorf("keep observation: %w", kerr))
+		d.events.Inc()
+		o := &observing{ev: ev, call: call, at: ev.GetTime().AsTime()}
+		var principal subject
+		if call.GetPrincipalId() != "" {
+			principal = subject{"principal", call.GetPrincipalId()}
+			o.subs = append(o.subs, observed{s: principal})
+		}
+		if call.GetApiKeyId() != "" {
+			o.subs = append(o.subs, observed{s: subject{"api_key", call.GetApiKeyId()}, parent: principal})
+		}
+		eventID := ev.GetEventId()
+		if eventID == "" {
+			eventID = ulid.Make().String() // without an id a redelivery cannot be recognised
+		}
+		for j := range o.subs {
+			o.subs[j].marker = d.key(o.subs[j].s, "seen:"+esc(eventID))
+		}
+		batch[i] = o
+	}
+	if err := d.count(ctx, batch); err != nil {
+		for i, o := range batch {
+			if o != nil && len(o.subs) > 0 {
+				errs[i] = err
 			}
-			failed = errors.Join(failed, err)
+		}
+		return nil, errs
+	}
+	var raised []*ratelimitv1.AnomalyEvent
+	// A subject whose hour was closed (folded into its baselines) by an
+	// earlier event of this batch was counted with the baselines from before:
+	// they are read again once, for its later events of that hour.
+	type subjectHour struct {
+		s    subject
+		hour int64
+	}
+	folded := map[subjectHour]map[string]stat{}
+	for i, o := range batch {
+		if o == nil {
+			continue
+		}
+		hour := o.at.Unix() / 3600
+		for _, sub := range o.subs {
+			obs, err := parseObservation(sub.cmd.Val())
+			if err != nil {
+				errs[i] = errors.Join(errs[i], err)
+				break
+			}
+			if obs.done {
+				continue
+			}
+			k := subjectHour{sub.s, hour}
+			base, stale := folded[k]
+			switch {
+			case obs.closes(hour):
+				folded[k], base = nil, nil // judge folds and reads them itself
+			case stale && base == nil:
+				if base, err = d.baselines(ctx, sub.s, hour); err == nil {
+					folded[k] = base
+				}
+			}
+			var a []*ratelimitv1.AnomalyEvent
+			if err == nil {
+				a, err = d.judge(ctx, sub.s, sub.parent, o.ev, o.call, o.at, obs, base)
+			}
+			raised = append(raised, a...)
+			if err != nil {
+				// Keep what the count said, so that the redelivery judges it again.
+				if kerr := d.rdb.SetArgs(ctx, sub.marker, obs.encode(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); kerr != nil {
+					err = errors.Join(err, fmt.Errorf("keep observation: %w", kerr))
+				}
+				errs[i] = errors.Join(errs[i], err)
+			}
 		}
 	}
-	return raised, failed
+	return raised, errs
+}
+
+// closes says that the event is its subject's first of the hour, which folds
+// the hours before into the baselines (observe.lua moved "last" forward).
+func (o observation) closes(hour int64) bool {
+	return !o.replayed && o.previousHour >= 0 && o.previousHour < hour
 }
 
 // encode writes o as observe.lua's reply, as JSON for cjson.decode.
@@ -316,12 +373,9 @@ func (o observation) encode() string {
 	return b.String()
 }
 
-// count runs observe.lua for every subject in one pipeline. A script Redis
-// lost (a restart) is loaded and the pipeline sent again, which is safe: a
-// subject that was counted answers with its first reply.
-func (d *Detector) count(ctx context.Context, subs []observed, call *auditv1.LlmCall, at time.Time) error {
+// observeArgs are observe.lua's arguments for one event.
+func (d *Detector) observeArgs(call *auditv1.LlmCall, at time.Time) []any {
 	hour := at.Unix() / 3600
-	hs := strconv.FormatInt(hour, 10)
 	var pii int64
 	for _, n := range call.GetFindings() {
 		pii += int64(n)
@@ -333,21 +387,45 @@ func (d *Detector) count(ctx context.Context, subs []observed, call *auditv1.Llm
 	if d.injectionFlagged(call) {
 		injection = 1
 	}
-	model := modelOf(call)
-	win := strconv.FormatInt(at.UnixNano()/int64(d.cfg.BurstWindow), 10)
 	args := []any{at.UnixMilli(), hour, call.GetInputTokens() + call.GetOutputTokens(), call.GetCostMicros(), pii, denied, injection,
-		model, call.GetProvider(), int64(subjectKeep.Seconds()), int64(hourKeep.Seconds()), int64((2 * d.cfg.BurstWindow).Seconds()),
+		modelOf(call), call.GetProvider(), int64(subjectKeep.Seconds()), int64(hourKeep.Seconds()), int64((2 * d.cfg.BurstWindow).Seconds()),
 		int64(seenKeep.Seconds())}
 	for _, f := range baselineFields(hour) {
 		args = append(args, f)
 	}
+	return args
+}
+
+// count runs observe.lua for every subject of every event in one pipeline, in
+// order. A script Redis lost (a restart) is loaded and the pipeline sent
+// again, which is safe: a subject that was counted answers with its first reply.
+func (d *Detector) count(ctx context.Context, batch []*observing) error {
+	type call struct {
+		sub  *observed
+		keys []string
+		args []any
+	}
+	var calls []call
+	for _, o := range batch {
+		if o == nil || len(o.subs) == 0 {
+			continue
+		}
+		hs := strconv.FormatInt(o.at.Unix()/3600, 10)
+		win := strconv.FormatInt(o.at.UnixNano()/int64(d.cfg.BurstWindow), 10)
+		args := d.observeArgs(o.call, o.at)
+		for i := range o.subs {
+			s := o.subs[i].s
+			calls = append(calls, call{sub: &o.subs[i], args: args, keys: []string{o.subs[i].marker, d.key(s, "first"), d.key(s, "h:"+hs),
+				d.key(s, "hm:"+hs), d.key(s, "models"), d.key(s, "providers"), d.key(s, "db:"+win), d.key(s, "ib:"+win), d.key(s, "last"), d.key(s, "b")}})
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
 	for attempt := 0; ; attempt++ {
 		pipe := d.rdb.Pipeline()
-		for i := range subs {
-			s := subs[i].s
-			keys := []string{subs[i].marker, d.key(s, "first"), d.key(s, "h:"+hs), d.key(s, "hm:"+hs),
-				d.key(s, "models"), d.key(s, "providers"), d.key(s, "db:"+win), d.key(s, "ib:"+win), d.key(s, "last"), d.key(s, "b")}
-			subs[i].cmd = observeScript.EvalSha(ctx, pipe, keys, args...)
+		for _, c := range calls {
+			c.sub.cmd = observeScript.EvalSha(ctx, pipe, c.keys, c.args...)
 		}
 		_, err := pipe.Exec(ctx)
 		if err == nil {
@@ -397,8 +475,10 @@ const (
 	subjectKeep = 90 * 24 * time.Hour
 )
 
-// judge decides the alerts of one subject for an event it has counted.
-func (d *Detector) judge(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time, o observation) ([]*ratelimitv1.AnomalyEvent, error) {
+// judge decides the alerts of one subject for an event it has counted. base,
+// when not nil, replaces the baselines in o (read before an earlier event of
+// the same batch folded an hour into them).
+func (d *Detector) judge(ctx context.Context, s, parent subject, ev *auditv1.AuditEvent, call *auditv1.LlmCall, at time.Time, o observation, base map[string]stat) ([]*ratelimitv1.AnomalyEvent, error) {
 	hour := at.Unix() / 3600
 	model := modelOf(call)
 	firstSeen := at
@@ -409,8 +489,10 @@ func (d *Detector) judge(ctx context.Context, s, parent subject, ev *auditv1.Aud
 
 	// Close the hours this subject has left since its last event (the first
 	// event of an hour does this, once: observe.lua moved "last" forward).
-	base := d.parseBaselines(o.baselineValues)
-	if !o.replayed && o.previousHour >= 0 && o.previousHour < hour {
+	if base == nil {
+		base = d.parseBaselines(o.baselineValues)
+	}
+	if o.closes(hour) {
 		if err := d.fold(ctx, s, o.previousHour, hour); err != nil {
 			return nil, err
 		}

@@ -22,20 +22,22 @@ import (
 var monday = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	d   *Detector
 	js  jetstream.JetStream
 	rng *rand.Rand
 	seq int
+	// batch > 0 sends events through ObserveBatch, that many at a time.
+	batch int
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	rdb, prefix := platformtest.Redis(t)
 	return newHarnessOn(t, rdb, prefix, cfg)
 }
 
-func newHarnessOn(t *testing.T, rdb redis.Cmdable, prefix string, cfg Config) *harness {
+func newHarnessOn(t testing.TB, rdb redis.Cmdable, prefix string, cfg Config) *harness {
 	t.Helper()
 	_, js := platformtest.NATS(t)
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
@@ -63,7 +65,7 @@ func normal() call {
 // observe sends n calls spread over the hour starting at hour.
 func (h *harness) observe(hour time.Time, n int, c call) []*ratelimitv1.AnomalyEvent {
 	h.t.Helper()
-	var out []*ratelimitv1.AnomalyEvent
+	var evs []*auditv1.AuditEvent
 	for i := range n {
 		h.seq++
 		in := int64(200 + h.rng.IntN(300))
@@ -82,13 +84,25 @@ func (h *harness) observe(hour time.Time, n int, c call) []*ratelimitv1.AnomalyE
 				InjectionScore: c.injection,
 			}},
 		}
-		a, err := h.d.Observe(context.Background(), ev)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		out = append(out, a...)
+		evs = append(evs, ev)
 	}
-	return out
+	size := h.batch
+	if size <= 0 {
+		size = 1
+	}
+	var raised []*ratelimitv1.AnomalyEvent
+	for len(evs) > 0 {
+		k := min(size, len(evs))
+		a, errs := h.d.ObserveBatch(context.Background(), evs[:k])
+		for _, err := range errs {
+			if err != nil {
+				h.t.Fatal(err)
+			}
+		}
+		raised = append(raised, a...)
+		evs = evs[k:]
+	}
+	return raised
 }
 
 // normalWeek replays office-hours usage (weekdays 09:00-17:59, 16-24 calls an hour).
@@ -119,6 +133,38 @@ func TestDetector_ReplayedWeekThenSpikeNewModelAndOffHoursRaiseOneAlertEach(t *t
 func TestDetector_RunsOnARedisCluster(t *testing.T) {
 	rdb, prefix := platformtest.RedisCluster(t)
 	replayWeekThenIncidents(t, newHarnessOn(t, rdb, prefix, Config{}))
+}
+
+// Events taken in batches (as the consumer hands them over) raise exactly the
+// alerts they raise one by one: a batch that opens a new hour folds the hours
+// before into the baselines, and its later events are judged against them.
+func TestDetector_BatchedEventsRaiseTheSameAlerts(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.batch = 7
+	replayWeekThenIncidents(t, h)
+}
+
+// The first event of an hour folds the hours before it into the baselines,
+// and when the subject was last seen a day earlier that fold feeds this hour's
+// own hour-of-day slot. Later events of the same batch were counted with the
+// baselines from before the fold; they must be judged with the new ones, as
+// they would be one by one: here the fold completes the slot's third sample,
+// and the hour's fifth call is out of band only against that baseline.
+func TestDetector_BatchJudgesLaterEventsAgainstTheHourItsFirstEventFolded(t *testing.T) {
+	alerts := func(batch int) []string {
+		h := newHarness(t, Config{Learning: time.Hour})
+		h.batch = batch
+		for day := range 3 {
+			if a := h.observe(monday.AddDate(0, 0, day).Add(10*time.Hour), 1, normal()); len(a) != 0 {
+				t.Fatalf("day %d raised %v", day, kinds(a))
+			}
+		}
+		return kinds(h.observe(monday.AddDate(0, 0, 3).Add(10*time.Hour), 6, normal()))
+	}
+	one, batched := alerts(1), alerts(6)
+	if len(one) == 0 || fmt.Sprint(one) != fmt.Sprint(batched) {
+		t.Fatalf("one by one raised %v, in one batch %v; want the same out-of-band alerts", one, batched)
+	}
 }
 
 func replayWeekThenIncidents(t *testing.T, h *harness) {

@@ -40,8 +40,12 @@ func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []b
 	return nil
 }
 
-// Handler processes one audit event; an error makes the event be redelivered.
-type Handler func(ctx context.Context, ev *auditv1.AuditEvent) error
+// Handler processes audit events in the order they were delivered and returns
+// one error per event; an event with an error is delivered again.
+type Handler func(ctx context.Context, evs []*auditv1.AuditEvent) []error
+
+// maxBatch bounds the events handed to the handler at once.
+const maxBatch = 64
 
 // ConsumerParams configures a Consumer.
 type ConsumerParams struct {
@@ -123,29 +127,70 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+	// Delivery hands messages over in order; the worker takes whatever has
+	// arrived, up to maxBatch, so that under load one round trip to Redis
+	// counts many events, and an idle stream still handles each at once.
+	msgs := make(chan jetstream.Msg, 256)
+	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m }, jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.p.Stream, err)
+	}
 	var wg sync.WaitGroup
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		wg.Add(1)
-		defer wg.Done()
+	wg.Go(func() { c.work(ctx, msgs) })
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	close(msgs)
+	wg.Wait()
+	return nil
+}
+
+// work handles the delivered messages in batches until msgs is closed.
+func (c *Consumer) work(ctx context.Context, msgs <-chan jetstream.Msg) {
+	batch := make([]jetstream.Msg, 0, maxBatch)
+	for m := range msgs {
+		batch = append(batch[:0], m)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		c.handle(ctx, batch)
+	}
+}
+
+// handle decodes a batch, hands its events to the handler and acknowledges
+// each message by its own outcome.
+func (c *Consumer) handle(ctx context.Context, batch []jetstream.Msg) {
+	evs := make([]*auditv1.AuditEvent, 0, len(batch))
+	kept := make([]jetstream.Msg, 0, len(batch))
+	for _, m := range batch {
 		ev := &auditv1.AuditEvent{}
 		if err := proto.Unmarshal(m.Data(), ev); err != nil || ev.GetLlmCall() == nil {
 			c.p.Logger.WarnContext(ctx, "dropping an undecodable llm_call event")
 			_ = m.Term()
-			return
+			continue
 		}
-		if err := c.p.Handler(ctx, ev); err != nil {
-			c.p.Logger.WarnContext(ctx, "llm_call event failed; it will be redelivered", "error", err)
+		evs = append(evs, ev)
+		kept = append(kept, m)
+	}
+	if len(evs) == 0 {
+		return
+	}
+	errs := c.p.Handler(ctx, evs)
+	for i, m := range kept {
+		if i < len(errs) && errs[i] != nil {
+			c.p.Logger.WarnContext(ctx, "llm_call event failed; it will be redelivered", "error", errs[i])
 			_ = m.NakWithDelay(time.Second)
-			return
+			continue
 		}
 		_ = m.Ack()
-	}, jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", c.p.Stream, err)
 	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-	wg.Wait()
-	return nil
 }
