@@ -22,6 +22,8 @@ require (
 	github.com/bulwarkhq/bulwark/services/identity v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/tools/devstack v0.0.0-00010101000000-000000000000
 	github.com/bulwarkhq/bulwark/tools/provsim v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_model v0.6.3
+	github.com/prometheus/common v0.72.0
 )
 
 require (
@@ -68,8 +70,6 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid/v2 v2.1.2 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
-	github.com/prometheus/client_model v0.6.3 // indirect
-	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/ryanuber/go-glob v1.0.0 // indirect

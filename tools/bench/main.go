@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/chat"
+	"github.com/bulwarkhq/bulwark/tools/bench/internal/gwmetrics"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/load"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/procstat"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/report"
@@ -195,6 +196,10 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 			into[name] += v - before[name]
 		}
 	}
+	// The gateway's own histograms, read around the measured slices (only
+	// gateway calls reach them); a gateway without /metrics just has none.
+	metricsURL := tg.GatewayURL + "/metrics"
+	before, berr := gwmetrics.Scrape(ctx, hc, metricsURL)
 	for i := 0; i < c.slices && ctx.Err() == nil; i++ {
 		if direct != nil {
 			t0 := time.Now()
@@ -205,6 +210,11 @@ func run(ctx context.Context, c config, log *slog.Logger, out io.Writer) error {
 		cpu(gCPU, func() { gOut.Merge(load.Run(ctx, plan(slice, c.rate), gw.Do)) })
 		gActive += time.Since(t0)
 		log.Info("slice done", "slice", i+1, "of", c.slices)
+	}
+	if after, aerr := gwmetrics.Scrape(ctx, hc, metricsURL); berr == nil && aerr == nil {
+		res.Steps = gwmetrics.Steps(before, after)
+	} else {
+		log.Info("the gateway's own step timings are not available", "err", errors.Join(berr, aerr))
 	}
 	res.Gateway = report.FromOutcome("gateway", tg.GatewayURL, gOut, c.stream, gActive)
 	if direct != nil {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bulwarkhq/bulwark/tools/bench/internal/gwmetrics"
 	"github.com/bulwarkhq/bulwark/tools/bench/internal/load"
 )
 
@@ -87,10 +88,13 @@ type Result struct {
 	Added      *load.Summary `json:"added_total,omitempty"`
 	AddedTTFT  *load.Summary `json:"added_ttft,omitempty"`
 	// AddedCPUPerCallUS is gateway minus direct CPU per call (µs).
-	AddedCPUPerCallUS *float64           `json:"added_cpu_per_call_us,omitempty"`
-	Search            *load.SearchResult `json:"max_rate_search,omitempty"`
-	SearchSLO         string             `json:"max_rate_slo,omitempty"`
-	Notes             []string           `json:"notes"`
+	AddedCPUPerCallUS *float64 `json:"added_cpu_per_call_us,omitempty"`
+	// Steps are the gateway's own step timings over the gateway slices, from
+	// its /metrics (absent when it exposes none).
+	Steps     []gwmetrics.Step   `json:"gateway_steps,omitempty"`
+	Search    *load.SearchResult `json:"max_rate_search,omitempty"`
+	SearchSLO string             `json:"max_rate_slo,omitempty"`
+	Notes     []string           `json:"notes"`
 }
 
 // JSON writes r as indented JSON.
@@ -177,6 +181,15 @@ func Table(w io.Writer, r *Result) {
 	}
 	if r.AddedCPUPerCallUS != nil {
 		fmt.Fprintf(w, "ADDED CPU per call: %.0f µs (all processes the run started; CPU time does not depend on how busy the machine is)\n", *r.AddedCPUPerCallUS)
+	}
+	if len(r.Steps) > 0 {
+		fmt.Fprintln(w, "\ninside the gateway (its bulwark_gateway_* histograms over the gateway slices; bucket-interpolated):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "step (ms)\tcalls\tp50\tp90\tp99\tmean\t")
+		for _, st := range r.Steps {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t\n", st.Name, st.Calls, st.P50/1000, st.P90/1000, st.P99/1000, st.Mean/1000)
+		}
+		tw.Flush()
 	}
 	if r.Search != nil {
 		fmt.Fprintf(w, "\nhighest rate held through the gateway with %s (no errors):", r.SearchSLO)
