@@ -255,6 +255,7 @@ func graph(t *testing.T, s *Set) []string {
 	targets = append(targets,
 		Target{Endpoint: pod("nats", dataNS, map[string]string{"app.kubernetes.io/name": "nats"}), Port: 4222},
 		Target{Endpoint: pod("redis", dataNS, map[string]string{"app.kubernetes.io/name": "redis"}), Port: 6379},
+		Target{Endpoint: pod("redis-sentinel", dataNS, map[string]string{"app.kubernetes.io/name": "redis"}), Port: 26379},
 		Target{Endpoint: pod("vault", dataNS, map[string]string{"app.kubernetes.io/name": "vault"}), Port: 8200},
 		Target{Endpoint: pod("dns", "kube-system", map[string]string{"k8s-app": "kube-dns"}), Port: 53, Protocol: corev1.ProtocolUDP},
 		Target{Endpoint: pod("kube-apiserver", "default", map[string]string{"component": "apiserver"}), Port: 443},
@@ -292,7 +293,7 @@ var expectedEdges = func() []string {
 		"gateway -> identity", "gateway -> ratelimit", "gateway -> redaction", "gateway -> router",
 		"gateway -> nats", "gateway -> vault", "gateway -> dns",
 		"identity -> nats", "identity -> vault", "identity -> dns",
-		"ratelimit -> redis", "ratelimit -> nats", "ratelimit -> dns", "ratelimit -> identity",
+		"ratelimit -> redis", "ratelimit -> redis-sentinel", "ratelimit -> nats", "ratelimit -> dns", "ratelimit -> identity",
 		"router -> vault", "router -> nats", "router -> internet", "router -> internet-v6", "router -> dns", "router -> identity",
 		"audit -> nats", "audit -> vault", "audit -> dns", "audit -> identity",
 		// Every service but the gateway authorizes its callers with identity.
