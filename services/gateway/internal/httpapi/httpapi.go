@@ -258,11 +258,18 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, f family, p *pipeli
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	// Events the provider has already sent go out with one flush; the flush
 	// comes whenever the stream would wait, so no event waits for the next.
+	// The first events go out at once: time to first token is what a
+	// streaming client watches.
 	s.BeforeWaiting(func() { _ = sse.flush() })
+	first := true
 	for {
 		evs, terminal, done := s.Next()
 		if len(evs) > 0 {
-			if err := sse.write(evs...); err != nil {
+			err := sse.write(evs...)
+			if err == nil && first {
+				err, first = sse.flush(), false
+			}
+			if err != nil {
 				s.Close(ctx)
 				return
 			}
