@@ -14,10 +14,10 @@ import (
 // BenchmarkObserve counts llm_call events against the real Redis as the
 // consumer does when it works through a backlog (a new replica starting 14
 // days back, or NATS recovering): one event per round trip ("one-by-one") or
-// the batches delivery hands over ("batch-64"). 50 principals with two keys
+// batches of 8, 16 (what the consumer hands over at most) and 64 events. 50 principals with two keys
 // each, calls spread over a day.
 func BenchmarkObserve(b *testing.B) {
-	for _, size := range []int{1, 64} {
+	for _, size := range []int{1, 8, 16, 64} {
 		name := "one-by-one"
 		if size > 1 {
 			name = fmt.Sprint("batch-", size)

@@ -44,8 +44,11 @@ func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []b
 // one error per event; an event with an error is delivered again.
 type Handler func(ctx context.Context, evs []*auditv1.AuditEvent) []error
 
-// maxBatch bounds the events handed to the handler at once.
-const maxBatch = 64
+// maxBatch bounds the events handed to the handler at once. A batch's scripts
+// run back to back in Redis, ahead of any reservation that arrives meanwhile:
+// 16 events (32 scripts, about 1.5 ms of Redis) keep that short and already
+// count a backlog as fast as 64 do.
+const maxBatch = 16
 
 // ConsumerParams configures a Consumer.
 type ConsumerParams struct {
