@@ -130,7 +130,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatalf("ratelimit service: %v", err)
 	}
-	go func() { _ = rl.Run(ctx) }()
+	rlDone := make(chan struct{})
+	go func() { defer close(rlDone); _ = rl.Run(ctx) }()
+	// Stop the service (its consumer writes anomaly state) before the test's
+	// Redis keys are deleted: cleanups run last-registered first.
+	t.Cleanup(func() { cancel(); <-rlDone })
 	router := &testRouter{simURL: e.simSrv.URL, models: []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "text-embedding-3-small"}, hc: &http.Client{}}
 
 	idMux := http.NewServeMux()
