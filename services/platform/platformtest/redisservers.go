@@ -63,15 +63,16 @@ func startRedis(t testing.TB, args []string) *RedisServer {
 	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), Cmd: cmd}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	defer c.Close()
-	waitFor(t, 10*time.Second, "redis-server at "+s.Addr+" to answer", func(ctx context.Context) error {
+	WaitFor(t, 10*time.Second, "redis-server at "+s.Addr+" to answer", func(ctx context.Context) error {
 		return c.Ping(ctx).Err()
 	})
 	return s
 }
 
-// waitFor polls ok until it returns nil, failing the test after limit (a
-// loaded machine starts processes slowly).
-func waitFor(t testing.TB, limit time.Duration, what string, ok func(ctx context.Context) error) {
+// WaitFor polls ok, with a second to answer each time, until it returns nil,
+// and fails the test with ok's last error after limit (a loaded machine
+// starts processes slowly).
+func WaitFor(t testing.TB, limit time.Duration, what string, ok func(ctx context.Context) error) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -125,7 +126,7 @@ func RedisCluster(t testing.TB) (*redis.ClusterClient, string) {
 	}
 	for _, s := range servers {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr})
-		waitFor(t, 20*time.Second, "the cluster to form", func(ctx context.Context) error {
+		WaitFor(t, 20*time.Second, "the cluster to form", func(ctx context.Context) error {
 			info, err := c.ClusterInfo(ctx).Result()
 			if err != nil {
 				return err

@@ -123,10 +123,13 @@ func TestReserve_FollowsASentinelFailover(t *testing.T) {
 	}
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
 	t.Cleanup(func() { _ = rc.Close() })
-	waitUntil(t, 30*time.Second, "the replica in sync and known to Sentinel", func() bool {
+	platformtest.WaitFor(t, 30*time.Second, "the replica in sync and known to Sentinel", func(ctx context.Context) error {
 		info, _ := rc.Info(ctx, "replication").Result()
 		reps, _ := sc.Do(ctx, "SENTINEL", "REPLICAS", "bulwark").Slice()
-		return strings.Contains(info, "master_link_status:up") && len(reps) == 1
+		if !strings.Contains(info, "master_link_status:up") || len(reps) != 1 {
+			return fmt.Errorf("replica link up: %v, replicas Sentinel knows: %d", strings.Contains(info, "master_link_status:up"), len(reps))
+		}
+		return nil
 	})
 
 	u, err := platform.NewRedis(ctx, platform.RedisConfig{Addr: sentinel.Addr, MasterName: "bulwark",
@@ -156,12 +159,13 @@ func TestReserve_FollowsASentinelFailover(t *testing.T) {
 	// Until Sentinel has promoted the replica a decision either waits for it
 	// (within the store timeout) or fails closed; nothing else.
 	var d Decision
-	waitUntil(t, 30*time.Second, "a decision from the promoted replica", func() bool {
+	platformtest.WaitFor(t, 30*time.Second, "a decision from the promoted replica", func(context.Context) error {
+		// The limiter's own store timeout bounds each try, not the poll's second.
 		d, err = l.Reserve(ctx, ReserveRequest{RequestID: "after-0", Subject: subject(), Limits: limits})
 		if err != nil && !errors.Is(err, ErrStoreUnavailable) {
 			t.Fatalf("during the failover: %v; want a decision or ErrStoreUnavailable", err)
 		}
-		return err == nil
+		return err
 	})
 	if !d.Allowed || d.Degraded || d.Statuses[0].Remaining != 1 {
 		t.Fatalf("first decision after the failover: %+v; want allowed with 1 slot left (3 replicated + this one)", d)
@@ -174,16 +178,5 @@ func TestReserve_FollowsASentinelFailover(t *testing.T) {
 	}
 	if role, _ := rc.Do(ctx, "ROLE").Slice(); len(role) == 0 || role[0] != "master" {
 		t.Fatalf("the replica was not promoted: %v", role)
-	}
-}
-
-func waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
