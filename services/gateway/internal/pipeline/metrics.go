@@ -17,6 +17,8 @@ type Metrics struct {
 	overhead *prometheus.HistogramVec
 
 	reserve, redact, prepare, provider, restore prometheus.Observer
+	// ownWhole and ownStreamed are overhead's two series.
+	ownWhole, ownStreamed prometheus.Observer
 }
 
 // Stages, the values of the stage label.
@@ -50,6 +52,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.prepare = m.stage.WithLabelValues(StagePrepare)
 	m.provider = m.stage.WithLabelValues(StageProvider)
 	m.restore = m.stage.WithLabelValues(StageRestore)
+	m.ownWhole = m.overhead.WithLabelValues("false")
+	m.ownStreamed = m.overhead.WithLabelValues("true")
 	if reg != nil {
 		reg.MustRegister(m.calls, m.stage, m.overhead)
 	}

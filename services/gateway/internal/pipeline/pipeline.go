@@ -488,7 +488,7 @@ func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) 
 		r, err := pl.p.Router.Embed(ctx, &routerv1.EmbedRequest{RequestId: p.Call.RequestID, Environment: p.Environment, Body: p.Body,
 			DataClasses: p.Redaction.GetDataClasses(), AllowedProviders: p.Decision.GetObligations().GetAllowedProviders()})
 		pl.m.provider.Observe(since(t))
-		pl.m.overhead.WithLabelValues("false").Observe(p.prepared.Seconds())
+		pl.m.ownWhole.Observe(p.prepared.Seconds())
 		if err != nil {
 			return nil, pl.routeFailed(ctx, p, err)
 		}
@@ -505,7 +505,7 @@ func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) 
 		ans.Body, _ = llmjson.RestoreJSON(ans.Body, p.TokenMap)
 		restored := time.Since(t)
 		pl.m.restore.Observe(restored.Seconds())
-		pl.m.overhead.WithLabelValues("false").Observe((p.prepared + restored).Seconds())
+		pl.m.ownWhole.Observe((p.prepared + restored).Seconds())
 	}
 	if ans.Status == 0 {
 		ans.Status = 200

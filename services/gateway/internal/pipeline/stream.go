@@ -58,7 +58,7 @@ func (pl *Pipeline) OpenStream(ctx context.Context, p *Prepared) (*StreamAnswer,
 	}
 	received := st.Receive()
 	pl.m.provider.Observe(since(t))
-	pl.m.overhead.WithLabelValues("true").Observe(p.prepared.Seconds())
+	pl.m.ownStreamed.Observe(p.prepared.Seconds())
 	if !received {
 		err := st.Err()
 		_ = st.Close()
