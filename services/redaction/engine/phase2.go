@@ -534,13 +534,7 @@ func (sc *scanner) nameAfterTrigger(pos, end int, bits uint32) {
 	score := 0.8
 	switch word {
 	case "name":
-		for _, sfx := range []string{" is", ":", " -", " ="} {
-			if strings.HasPrefix(s[p:], sfx) {
-				p += len(sfx)
-				break
-			}
-		}
-		if p == end {
+		if p = skipSep(s, p, nameSeps); p == end {
 			return
 		}
 		score = 0.85
@@ -563,12 +557,7 @@ func (sc *scanner) nameAfterTrigger(pos, end int, bits uint32) {
 		"insured", "student", "candidate", "spouse", "guardian":
 		// A role, then a name of two capitalised words, also as a form field:
 		// "customer Jane Doe", "Customer: Jane Doe", "Patient - Jane Doe".
-		for _, sfx := range []string{":", " -", " ="} {
-			if strings.HasPrefix(s[p:], sfx) {
-				p += len(sfx)
-				break
-			}
-		}
+		p = skipSep(s, p, fieldSeps)
 		need = 2
 		score = 0.7
 	default:
@@ -596,6 +585,23 @@ func (sc *scanner) nameAfterTrigger(pos, end int, bits uint32) {
 		}
 	}
 	sc.add(first, e, Person, "name-context", score)
+}
+
+// fieldSeps join a form field's label to its value ("Customer: Jane Doe");
+// after "name", " is" does too.
+var (
+	fieldSeps = []string{":", " -", " ="}
+	nameSeps  = append([]string{" is"}, fieldSeps...)
+)
+
+// skipSep returns p past the first of seps that s has at p, else p.
+func skipSep(s string, p int, seps []string) int {
+	for _, sep := range seps {
+		if strings.HasPrefix(s[p:], sep) {
+			return p + len(sep)
+		}
+	}
+	return p
 }
 
 func wordEnd(s string, p int) int {
