@@ -249,6 +249,7 @@ type observing struct {
 	ev   *auditv1.AuditEvent
 	call *auditv1.LlmCall
 	at   time.Time
+	hour int64 // at's hour since the epoch
 	subs []observed
 }
 
@@ -274,7 +275,8 @@ func (d *Detector) ObserveBatch(ctx context.Context, evs []*auditv1.AuditEvent) 
 			continue
 		}
 		d.events.Inc()
-		o := &observing{ev: ev, call: call, at: ev.GetTime().AsTime()}
+		at := ev.GetTime().AsTime()
+		o := &observing{ev: ev, call: call, at: at, hour: at.Unix() / 3600}
 		var principal subject
 		if call.GetPrincipalId() != "" {
 			principal = subject{"principal", call.GetPrincipalId()}
@@ -313,7 +315,7 @@ func (d *Detector) ObserveBatch(ctx context.Context, evs []*auditv1.AuditEvent) 
 		if o == nil {
 			continue
 		}
-		hour := o.at.Unix() / 3600
+		hour := o.hour
 		for _, sub := range o.subs {
 			obs, err := parseObservation(sub.cmd.Val())
 			if err != nil {
@@ -374,8 +376,8 @@ func (o observation) encode() string {
 }
 
 // observeArgs are observe.lua's arguments for one event.
-func (d *Detector) observeArgs(call *auditv1.LlmCall, at time.Time) []any {
-	hour := at.Unix() / 3600
+func (d *Detector) observeArgs(o *observing) []any {
+	call, hour := o.call, o.hour
 	var pii int64
 	for _, n := range call.GetFindings() {
 		pii += int64(n)
@@ -387,7 +389,7 @@ func (d *Detector) observeArgs(call *auditv1.LlmCall, at time.Time) []any {
 	if d.injectionFlagged(call) {
 		injection = 1
 	}
-	args := []any{at.UnixMilli(), hour, call.GetInputTokens() + call.GetOutputTokens(), call.GetCostMicros(), pii, denied, injection,
+	args := []any{o.at.UnixMilli(), hour, call.GetInputTokens() + call.GetOutputTokens(), call.GetCostMicros(), pii, denied, injection,
 		modelOf(call), call.GetProvider(), int64(subjectKeep.Seconds()), int64(hourKeep.Seconds()), int64((2 * d.cfg.BurstWindow).Seconds()),
 		int64(seenKeep.Seconds())}
 	for _, f := range baselineFields(hour) {
@@ -410,9 +412,9 @@ func (d *Detector) count(ctx context.Context, batch []*observing) error {
 		if o == nil || len(o.subs) == 0 {
 			continue
 		}
-		hs := strconv.FormatInt(o.at.Unix()/3600, 10)
+		hs := strconv.FormatInt(o.hour, 10)
 		win := strconv.FormatInt(o.at.UnixNano()/int64(d.cfg.BurstWindow), 10)
-		args := d.observeArgs(o.call, o.at)
+		args := d.observeArgs(o)
 		for i := range o.subs {
 			s := o.subs[i].s
 			calls = append(calls, call{sub: &o.subs[i], args: args, keys: []string{o.subs[i].marker, d.key(s, "first"), d.key(s, "h:"+hs),
