@@ -86,10 +86,14 @@ func (h *harness) observe(hour time.Time, n int, c call) []*ratelimitv1.AnomalyE
 		}
 		evs = append(evs, ev)
 	}
-	size := h.batch
-	if size <= 0 {
-		size = 1
-	}
+	return h.observeAll(evs)
+}
+
+// observeAll hands evs to the detector, h.batch at a time (one when unset),
+// and fails the test on any event's error.
+func (h *harness) observeAll(evs []*auditv1.AuditEvent) []*ratelimitv1.AnomalyEvent {
+	h.t.Helper()
+	size := max(h.batch, 1)
 	var raised []*ratelimitv1.AnomalyEvent
 	for len(evs) > 0 {
 		k := min(size, len(evs))
