@@ -295,6 +295,51 @@ func TestReserve_ExpiredReservationsAreGivenBackWhateverTheDecision(t *testing.T
 		t.Fatalf("long's 60 tokens were not given back: %+v", d)
 	}
 }
+
+// State written before budgets kept the earliest reservation expiry (field e)
+// and the set's marker member: the first decision after the upgrade must still
+// give back what expired, and leave both keys with an expiry.
+func TestReserve_TakesOverBudgetStateWrittenWithoutTheExpiryBound(t *testing.T) {
+	clk := newClock(t0)
+	l, rdb, _ := newTestLimiter(t, clk.Now)
+	ctx := context.Background()
+	lim := Limit{Name: "tokens-day", Kind: KindTokens, Dimensions: []Dimension{DimPrincipal}, Limit: 100, Calendar: CalendarDay}
+	reserve := func(id string, tokens int64) Decision {
+		t.Helper()
+		d, err := l.Reserve(ctx, ReserveRequest{RequestID: id, Subject: subject(), Limits: []Limit{lim}, InputTokens: tokens, TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := reserve("old", 70); !d.Allowed {
+		t.Fatalf("old: %+v", d)
+	}
+	// Make the keys look as the earlier script left them.
+	state, set := limitKeys(l.prefix, l.tag(subject()), subject(), lim)
+	if err := rdb.HDel(ctx, state, "e").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZRem(ctx, set, "~").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Persist(ctx, set).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute) // "old" expired unsettled
+	if d := reserve("new", 100); !d.Allowed {
+		t.Fatalf("the expired 70 tokens were not given back: %+v", d)
+	}
+	for _, k := range []string{state, set} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Fatalf("%s has no expiry after the first decision (%v)", k, ttl)
+		}
+	}
+	if e := rdb.HGet(ctx, state, "e").Val(); e == "" {
+		t.Fatal("the state has no expiry bound after the first decision")
+	}
+}
+
 func TestSettle_CorrectsToActualUsageAndFreesTheSlot(t *testing.T) {
 	clk := newClock(t0)
 	l, _, _ := newTestLimiter(t, clk.Now)

@@ -9,9 +9,9 @@ import (
 )
 
 // TestReserve_MatchesAReferenceModelUnderRandomOperations drives one limiter
-// with random reserves, settles, releases and clock jumps, and checks every
-// decision and every reported remaining amount against a plain model of what
-// the budget and the concurrency cap should be.
+// with random reserves (of random lengths), settles, releases and clock jumps,
+// and checks every decision and every reported remaining amount against a
+// plain model of what the budget and the concurrency cap should be.
 func TestReserve_MatchesAReferenceModelUnderRandomOperations(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
@@ -55,7 +55,10 @@ func TestReserve_MatchesAReferenceModelUnderRandomOperations(t *testing.T) {
 				case op < 5:
 					a := rng.Int64N(3000)
 					id := fmt.Sprint("q", step)
-					d, err := l.Reserve(ctx, ReserveRequest{RequestID: id, Subject: subject(), Limits: limits, InputTokens: a, TTL: time.Minute})
+					// Reservations of different lengths: the earliest to expire
+					// is not always the oldest.
+					ttl := time.Duration(10+rng.IntN(80)) * time.Second
+					d, err := l.Reserve(ctx, ReserveRequest{RequestID: id, Subject: subject(), Limits: limits, InputTokens: a, TTL: ttl})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -65,7 +68,7 @@ func TestReserve_MatchesAReferenceModelUnderRandomOperations(t *testing.T) {
 						t.Fatalf("step %d: reserve %d with %d used, %d held, %d slots: allowed=%v, model says %v", step, a, used, held(), len(pending), d.Allowed, want)
 					}
 					if d.Allowed {
-						pending[d.ReservationID] = res{a, clk.Now().Add(time.Minute)}
+						pending[d.ReservationID] = res{a, clk.Now().Add(ttl)}
 					}
 				case op < 7:
 					id := anyPending()

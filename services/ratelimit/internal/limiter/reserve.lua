@@ -99,27 +99,39 @@ local function window(cal)
   end
 end
 
--- expired returns the amount held by reservations of this set that have expired
--- (for the given window, when calendar based) and, unless peeking, removes them.
--- Concurrency sets return the count of expired slots instead.
-local function expired(zkey, kind, win)
-  if kind == 4 then
-    if peek then return redis.call('ZCOUNT', zkey, '-inf', nowS) end
-    return redis.call('ZREMRANGEBYSCORE', zkey, '-inf', nowS)
-  end
+-- Kinds arrive as digits; a lookup is cheaper than tonumber.
+local KIND = {['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4}
+
+-- Concurrency sets: the number of expired slots, removed unless peeking.
+local function expired_slots(zkey)
+  if peek then return redis.call('ZCOUNT', zkey, '-inf', nowS) end
+  return redis.call('ZREMRANGEBYSCORE', zkey, '-inf', nowS)
+end
+
+-- Budget sets keep, in their state's field e, a lower bound of the earliest
+-- expiry among their reservations (-1: none), so a decision looks for expired
+-- reservations only once that time has come: about once per reservation ttl
+-- when reservations are settled, as they normally are. A sweep returns the
+-- amount held by expired reservations of the given window, removes them unless
+-- peeking, and returns the set's new bound.
+local NONE = -1
+local MARK = '~'
+local function sweep(zkey, win, e)
+  if e == NONE or now < e then return 0, e end
   local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', nowS, 'LIMIT', '0', '512')
-  if #gone == 0 then return 0 end
   local give = 0
   for _, m in ipairs(gone) do
     local w, a = string.match(m, '|(%-?%d+)|(%d+)$')
     if w and tonumber(w) == win then give = give + tonumber(a) end
   end
-  if not peek then redis.call('ZREM', zkey, unpack(gone)) end
-  return give
-end
-
-local function extend(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, d(ms)) end
+  if peek then return give, e end
+  if #gone > 0 then redis.call('ZREM', zkey, unpack(gone)) end
+  if #gone == 512 then return give, now end
+  -- The set's first member is now its earliest live reservation, or the
+  -- marker (score +inf) that keeps the set, and so its expiry, alive.
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if first[1] == nil or first[1] == MARK then return give, NONE end
+  return give, tonumber(first[2])
 end
 
 local reply = {1, 0, 0, now}
@@ -127,14 +139,17 @@ local plan = {}
 local allowed = true
 local exp = now + ttl
 local expS = d(exp)
+-- A concurrency set lives a second past its latest reservation.
+local ttlS = d(ttl + 1000)
 
 for i = 1, n do
   local b = 9 + (i - 1) * 5
-  local kind = tonumber(ARGV[b + 1])
+  local kind = KIND[ARGV[b + 1]]
   local limit = tonumber(ARGV[b + 2])
-  local period = tonumber(ARGV[b + 3])
-  local burst = tonumber(ARGV[b + 4])
   local cal = ARGV[b + 5]
+  -- Only the kinds that use them read a period (GCRA, rolling budgets) and a burst (GCRA).
+  local period = 0
+  if kind == 1 or (cal == '' and kind ~= 4) then period = tonumber(ARGV[b + 3]) end
   local skey = KEYS[2 * i]
   local zkey = KEYS[2 * i + 1]
   local remaining, reset, retry = 0, 0, 0
@@ -143,7 +158,7 @@ for i = 1, n do
   if kind == 1 then
     -- GCRA: one request every T ms, up to burst requests early.
     local T = period / limit
-    local tau = T * burst
+    local tau = T * tonumber(ARGV[b + 4])
     local tat = tonumber(redis.call('GET', skey) or now)
     if tat < now then tat = now end
     local eps = T * 1e-9
@@ -168,8 +183,12 @@ for i = 1, n do
     local amount = kind == 2 and tokens or cost
     local amountS = kind == 2 and ARGV[4] or ARGV[5]
     if peek then amount, amountS = 0, '0' end
-    local st = redis.call('HMGET', skey, 'v', 'w', 'x')
+    local st = redis.call('HMGET', skey, 'v', 'w', 'x', 'e')
     p.x = tonumber(st[3] or 0)
+    -- A state without e (written before it existed) is swept at once, and
+    -- its set given the marker and the expiry (see below).
+    local e0 = tonumber(st[4] or 0)
+    p.old = not st[4]
     local v = tonumber(st[1] or 0)
     local win, wend = 0, 0
     if cal == '' then
@@ -177,17 +196,17 @@ for i = 1, n do
       local last = tonumber(st[2] or now)
       v = v - (now - last) * limit / period
       if v < 0 then v = 0 end
-      local give = expired(zkey, kind, 0)
-      v = v - give
-      if v < 0 then v = 0 end
-      if give > 0 and not peek then redis.call('HSET', skey, 'v', string.format('%.17g', v), 'w', nowS) end
     else
       win, wend = window(cal)
       if tonumber(st[2] or -1) ~= win then v = 0 end
-      local give = expired(zkey, kind, win)
-      v = v - give
-      if v < 0 then v = 0 end
-      if give > 0 and not peek then redis.call('HSET', skey, 'v', string.format('%.17g', v), 'w', d(win)) end
+    end
+    local give, e = sweep(zkey, win, e0)
+    v = v - give
+    if v < 0 then v = 0 end
+    -- What a sweep gave back or learnt is kept even if the request is denied
+    -- (when it is allowed, the state is written below anyway).
+    if not peek and (give > 0 or (e ~= e0 and st[3])) then
+      p.swept = {'v', string.format('%.17g', v), 'w', cal == '' and nowS or d(win), 'e', d(e)}
     end
     local fits = v + amount <= limit + 1e-9 and (amount > 0 or v < limit or peek)
     if fits then
@@ -211,12 +230,14 @@ for i = 1, n do
     remaining = floor(limit - v + 1e-9)
     if remaining < 0 then remaining = 0 end
     if cal == '' then reset = v * period / limit else reset = wend - now end
+    p.e = e
+    p.e0 = e0
     p.cal = cal
     p.limit = limit
     p.period = period
     p.wend = wend
   elseif kind == 4 then
-    local gone = expired(zkey, 4, 0)
+    local gone = expired_slots(zkey)
     local count = redis.call('ZCARD', zkey)
     if peek then count = count - gone end
     if peek then
@@ -253,7 +274,9 @@ if not allowed then
   -- Nothing was taken: report what each fitting limit still has.
   reply[1] = 0
   for i = 1, n do
-    if plan[i].before then reply[5 + 3 * (i - 1)] = math.max(plan[i].before, 0) end
+    local p = plan[i]
+    if p.before then reply[5 + 3 * (i - 1)] = math.max(p.before, 0) end
+    if p.swept then redis.call('HSET', p.skey, unpack(p.swept)) end
   end
   return reply
 end
@@ -274,22 +297,31 @@ for i = 1, n do
     if p.cal == '' then keep = ceil(p.v * p.period / p.limit) else keep = p.wend - now end
     if keep < ttl then keep = ttl end
     local x = p.x
-    local grow = now + keep + 1000 > x
+    local grow = now + keep + 1000 > x or p.old
     if grow then x = now + 2 * (keep + 1000) end
     local w = p.cal == '' and nowS or d(p.win)
-    local keepS = d(x - now)
+    -- The reservation's expiry lowers the set's bound if it is the earliest.
+    local e = p.e
+    if e == NONE or exp < e then e = exp end
     if grow then
-      redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', w, 'x', d(x))
+      -- The marker member keeps the set from vanishing when its last
+      -- reservation is settled, so the expiry given here stays with it.
+      local keepS = d(x - now)
+      redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', w, 'x', d(x), 'e', d(e))
       redis.call('PEXPIRE', p.skey, keepS)
+      redis.call('ZADD', p.zkey, expS, p.member, '+inf', MARK)
+      redis.call('PEXPIRE', p.zkey, keepS)
+    elseif e ~= p.e0 then
+      redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', w, 'e', d(e))
+      redis.call('ZADD', p.zkey, expS, p.member)
     else
       redis.call('HSET', p.skey, 'v', string.format('%.17g', p.v), 'w', w)
+      redis.call('ZADD', p.zkey, expS, p.member)
     end
-    redis.call('ZADD', p.zkey, expS, p.member)
-    redis.call('PEXPIRE', p.zkey, keepS)
     entries[#entries + 1] = table.concat({p.kind == 2 and '2' or '3', p.skey, p.zkey, p.member, p.amount, p.cal, p.limitS, p.periodS}, '\t')
   else
     redis.call('ZADD', p.zkey, expS, p.member)
-    extend(p.zkey, ttl + 1000)
+    redis.call('PEXPIRE', p.zkey, ttlS)
     entries[#entries + 1] = '4\t\t' .. p.zkey .. '\t' .. p.member .. '\t0\t\t0\t0'
   end
 end
