@@ -102,6 +102,9 @@ func RedisClient(cfg RedisConfig) (redis.UniversalClient, error) {
 		DialTimeout:      cfg.DialTimeout,
 		ReadTimeout:      cfg.ReadTimeout,
 		WriteTimeout:     cfg.ReadTimeout,
+		// A caller's deadline bounds the socket waits too, not only the wait
+		// for a pooled connection: the limiter's store timeout depends on it.
+		ContextTimeoutEnabled: true,
 	}), nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
@@ -178,5 +180,40 @@ func TestReserve_RecoversWhenRedisForgetsTheScript(t *testing.T) {
 func TestNew_StartsEvenWhenRedisIsDown(t *testing.T) {
 	if _, err := New(context.Background(), Params{Redis: closedPortClient(t)}); err != nil {
 		t.Fatalf("New must not need Redis up (it fails per request instead): %v", err)
+	}
+}
+
+// A Redis that stops answering (the process is paused, the connection stays
+// open) must cost a decision the store timeout, not the client's read timeout
+// and its retries: the gateway waits on this answer.
+func TestReserve_GivesUpAfterTheStoreTimeoutWhenRedisHangs(t *testing.T) {
+	srv := platformtest.StartRedisServer(t)
+	rdb, err := platform.NewRedis(context.Background(), platform.RedisConfig{Addr: srv.Addr,
+		DialTimeout: time.Second, ReadTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	l, err := New(context.Background(), Params{Redis: rdb, StoreTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := Limit{Name: "c", Kind: KindConcurrency, Limit: 10}
+	if _, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: []Limit{lim}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Cmd.Process.Signal(syscall.SIGCONT) })
+	start := time.Now()
+	_, err = l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: []Limit{lim}})
+	if !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("err %v; want ErrStoreUnavailable", err)
+	}
+	// The bound is generous on purpose (a loaded machine); what it rules out
+	// is waiting for the 20 s read timeout.
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a hung Redis held the decision %v; the store timeout is 300ms", took)
 	}
 }

@@ -102,14 +102,33 @@ func (l *Limiter) call(ctx context.Context, s *redis.Script, keys []string, args
 		cmd.SetErr(errBreakerOpen)
 		return cmd
 	}
-	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	cmd := s.Run(rctx, l.rdb, keys, args...)
+	cmd := s.Run(withDeadline(ctx, time.Now().Add(l.timeout)), l.rdb, keys, args...)
 	if err := cmd.Err(); err != nil && ctx.Err() == nil && isUnavailable(err) {
 		l.downUntil.Store(time.Now().Add(l.probe).UnixNano())
 	}
 	return cmd
 }
+
+// deadlineCtx is ctx with an earlier deadline but without the timer that
+// context.WithTimeout arms for every call (a tenth of the client's CPU per
+// decision). The Redis client (ContextTimeoutEnabled, see
+// platform.RedisClient) turns the deadline into socket deadlines, which is
+// what bounds a decision when Redis hangs; cancellation is still the
+// parent's. Waiting for a free pooled connection is bounded by the client's
+// pool timeout instead.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func withDeadline(ctx context.Context, d time.Time) context.Context {
+	if pd, ok := ctx.Deadline(); ok && pd.Before(d) {
+		return ctx
+	}
+	return deadlineCtx{ctx, d}
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // New builds a Limiter and loads the scripts into Redis (a failure to load is
 // not fatal: EVALSHA falls back to EVAL when Redis does not know the script).
