@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -219,6 +220,67 @@ func TestHandler_RedisUnreachableIsUnavailableOrDegradedOnRequest(t *testing.T) 
 		if err != nil || !res.Msg.GetAllowed() || !res.Msg.GetDegraded() {
 			t.Fatalf("%s: fail open gave %v %v", proto, err, res)
 		}
+	}
+}
+
+// A hung Redis (stopped, its socket open) must not hold decisions past the
+// store timeout, also when decisions keep arriving and the client has one
+// connection: the one holding it gives up at its deadline, which comes before
+// that of every decision queued behind it (the pool serves waiters in turn).
+func TestHandler_AHungRedisHoldsNoDecisionPastTheStoreTimeout(t *testing.T) {
+	srv := platformtest.StartRedisServer(t)
+	cfg := defaults(t)
+	cfg.Redis = platform.RedisConfig{Addr: srv.Addr, DialTimeout: time.Second, ReadTimeout: 20 * time.Second, PoolSize: 1}
+	cfg.StoreTimeout = 300 * time.Millisecond
+	rdb, err := platform.NewRedis(context.Background(), cfg.Redis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	r := start(t, rdb, "hung:", func(c *ratelimit.Config) { c.StoreTimeout = cfg.StoreTimeout; c.Anomaly = false })
+	c := r.clients["connect"]
+	req := &ratelimitv1.ReserveRequest{Subject: subject("h"), FailOpen: true, Limits: []*ratelimitv1.LimitSpec{{Name: "rph",
+		Kind: ratelimitv1.LimitKind_LIMIT_KIND_REQUESTS, Dimensions: []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_API_KEY},
+		Limit: 1000, Burst: 100, Period: durationpb.New(time.Hour)}}}
+	if res, err := c.Reserve(context.Background(), connect.NewRequest(req)); err != nil || res.Msg.GetDegraded() {
+		t.Fatalf("before the hang: %v %v", res, err)
+	}
+	if err := srv.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Cmd.Process.Signal(syscall.SIGCONT) })
+	const n = 40
+	type result struct {
+		took time.Duration
+		res  *ratelimitv1.ReserveResponse
+		err  error
+	}
+	out := make(chan result, n)
+	for range n {
+		time.Sleep(20 * time.Millisecond)
+		go func() {
+			start := time.Now()
+			res, err := c.Reserve(context.Background(), connect.NewRequest(req))
+			got := result{took: time.Since(start), err: err}
+			if err == nil {
+				got.res = res.Msg
+			}
+			out <- got
+		}()
+	}
+	var slowest time.Duration
+	for range n {
+		got := <-out
+		if got.err != nil || !got.res.GetAllowed() || !got.res.GetDegraded() {
+			t.Fatalf("a fail-open decision with Redis hung gave %v %v", got.res, got.err)
+		}
+		slowest = max(slowest, got.took)
+	}
+	// Without the deadline on the socket a decision would wait for the 20 s
+	// read timeout, and the queue behind it too. The bound is generous for a
+	// loaded machine.
+	if slowest > 5*time.Second {
+		t.Fatalf("the slowest decision took %v with a store timeout of %v", slowest, cfg.StoreTimeout)
 	}
 }
 
