@@ -213,18 +213,25 @@ func (e *env) anthropic(key string) anthropic.Client {
 // once it holds at least want of them.
 func (e *env) auditEvents(want int) map[string][]*auditv1.LlmCall {
 	e.t.Helper()
+	return auditEvents(e.t, e.js, want)
+}
+
+// auditEvents reads js's audit stream until it holds at least want llm_call
+// events (or 20 s have passed) and returns them by request id.
+func auditEvents(t testing.TB, js jetstream.JetStream, want int) map[string][]*auditv1.LlmCall {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
 		got := map[string][]*auditv1.LlmCall{}
 		n := 0
-		s, err := e.js.Stream(ctx, "BULWARK_AUDIT")
+		s, err := js.Stream(ctx, "BULWARK_AUDIT")
 		if err != nil {
-			e.t.Fatalf("audit stream: %v", err)
+			t.Fatalf("audit stream: %v", err)
 		}
 		info, err := s.Info(ctx)
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 			m, err := s.GetMsg(ctx, seq)
@@ -233,7 +240,7 @@ func (e *env) auditEvents(want int) map[string][]*auditv1.LlmCall {
 			}
 			ev := &auditv1.AuditEvent{}
 			if err := proto.Unmarshal(m.Data, ev); err != nil {
-				e.t.Fatalf("undecodable audit event: %v", err)
+				t.Fatalf("undecodable audit event: %v", err)
 			}
 			lc := ev.GetLlmCall()
 			got[lc.GetRequestId()] = append(got[lc.GetRequestId()], lc)

@@ -5,21 +5,27 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
+	redactionv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/redaction/v1"
 	routerv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/router/v1/routerv1connect"
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
@@ -40,15 +46,24 @@ type inProcess struct {
 	simURL string
 	sim    *sim.Sim
 	reg    *prometheus.Registry
+	js     jetstream.JetStream
 }
 
 func newInProcess(tb testing.TB) *inProcess {
 	tb.Helper()
-	return newInProcessWith(tb, nil)
+	return newInProcessWith(tb, inProcessDeps{})
 }
 
-// newInProcessWith streams from streamer instead, when it is not nil.
-func newInProcessWith(tb testing.TB, streamer gateway.RouterStreamer) *inProcess {
+// inProcessDeps replaces the in-process wiring's dependencies where not nil.
+type inProcessDeps struct {
+	streamer gateway.RouterStreamer
+	redactor gateway.Redactor
+	// limiter wraps the real one when set.
+	limiter func(gateway.Limiter) gateway.Limiter
+}
+
+// newInProcessWith wires the gateway with deps where they are set.
+func newInProcessWith(tb testing.TB, deps inProcessDeps) *inProcess {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
@@ -91,12 +106,21 @@ func newInProcessWith(tb testing.TB, streamer gateway.RouterStreamer) *inProcess
 	}
 	cfg.SpoolDir = tb.TempDir()
 	reg := prometheus.NewRegistry()
+	streamer := deps.streamer
 	if streamer == nil {
 		streamer = gateway.StreamerFromClient(routerv1connect.NewRouterServiceClient(gateway.InProcessClient(routerHTTP), "http://router"))
 	}
+	var limiter gateway.Limiter = rl.API
+	if deps.limiter != nil {
+		limiter = deps.limiter(limiter)
+	}
+	redactor := deps.redactor
+	if redactor == nil {
+		redactor = gateway.EngineRedactor(eng)
+	}
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
-		Authenticator: id, Authorizer: id, Limiter: rl.API, Redactor: gateway.EngineRedactor(eng), Router: router,
+		Authenticator: id, Authorizer: id, Limiter: limiter, Redactor: redactor, Router: router,
 		Streamer: streamer,
 		Hasher:   hasher, NATS: nc, JS: js, Registerer: reg,
 	})
@@ -114,7 +138,7 @@ func newInProcessWith(tb testing.TB, streamer gateway.RouterStreamer) *inProcess
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &inProcess{url: platformtest.Serve(tb, srv.Handler()), simURL: simSrv.URL, sim: s, reg: reg}
+	return &inProcess{url: platformtest.Serve(tb, srv.Handler()), simURL: simSrv.URL, sim: s, reg: reg, js: js}
 }
 
 func TestInProcess_StreamThroughInProcessRouterClientRestoresPII(t *testing.T) {
@@ -169,7 +193,7 @@ func TestInProcess_StreamSendsWhatItHasBeforeWaitingForTheProvider(t *testing.T)
 		}
 		return nil
 	})
-	ip := newInProcessWith(t, streamer)
+	ip := newInProcessWith(t, inProcessDeps{streamer: streamer})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ip.url+"/v1/chat/completions",
@@ -320,4 +344,96 @@ func BenchmarkChatCompletion(b *testing.B) {
 	}
 	b.Run("direct", func(b *testing.B) { run(b, ip.simURL) })
 	b.Run("gateway", func(b *testing.B) { run(b, ip.url) })
+}
+
+// panicky panics in Redact on texts that ask for it, and in Reserve and
+// Settle while armed; otherwise it is the real redactor and limiter.
+type panicky struct {
+	gateway.Redactor
+	gateway.Limiter
+	reserve, settle *atomic.Bool
+}
+
+func (p panicky) Redact(ctx context.Context, req *connect.Request[redactionv1.RedactRequest]) (*connect.Response[redactionv1.RedactResponse], error) {
+	for _, s := range req.Msg.GetSegments() {
+		if strings.Contains(s.GetText(), "panic now") {
+			panic("redactor bug near " + s.GetText())
+		}
+	}
+	return p.Redactor.Redact(ctx, req)
+}
+
+func (p panicky) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.ReserveRequest]) (*connect.Response[ratelimitv1.ReserveResponse], error) {
+	if p.reserve.Load() {
+		panic("limiter bug")
+	}
+	return p.Limiter.Reserve(ctx, req)
+}
+
+func (p panicky) Settle(ctx context.Context, req *connect.Request[ratelimitv1.SettleRequest]) (*connect.Response[ratelimitv1.SettleResponse], error) {
+	if p.settle.Load() {
+		panic("limiter bug")
+	}
+	return p.Limiter.Settle(ctx, req)
+}
+
+// The all-in-one calls the redaction engine and the rate limiter in the
+// gateway's process, concurrently: a panic in either must fail the request
+// (503, the text kept out of the answer), not end the process; one in the
+// settlement after the answer must not end it either.
+func TestInProcess_APanicInRedactionOrRateLimitFailsTheRequestNotTheProcess(t *testing.T) {
+	eng, err := engine.New(engine.Params{HashKey: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := panicky{Redactor: gateway.EngineRedactor(eng), reserve: new(atomic.Bool), settle: new(atomic.Bool)}
+	ip := newInProcessWith(t, inProcessDeps{redactor: p, limiter: func(l gateway.Limiter) gateway.Limiter { p.Limiter = l; return p }})
+	c := openai.NewClient(option.WithBaseURL(ip.url+"/v1"), option.WithAPIKey(keyApp), option.WithMaxRetries(0))
+	ask := func(text string) (*openai.ChatCompletion, error) {
+		return c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(text)}})
+	}
+	unavailable := func(what string, err error) {
+		t.Helper()
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a panicking %s gave %v; want 503", what, err)
+		}
+		if strings.Contains(apiErr.RawJSON(), "jane.doe") || strings.Contains(apiErr.RawJSON(), "panic") {
+			t.Fatalf("the error quotes the request or the panic: %s", apiErr.RawJSON())
+		}
+	}
+	_, err = ask("please panic now, jane.doe@example.com")
+	unavailable("redactor", err)
+	p.reserve.Store(true)
+	_, err = ask("jane.doe@example.com")
+	unavailable("limiter", err)
+	p.reserve.Store(false)
+	p.settle.Store(true)
+	if _, err := ask(piiText); err != nil {
+		t.Fatalf("a panicking settlement (after the answer) failed the call: %v", err)
+	}
+	p.settle.Store(false)
+	res, err := ask(piiText)
+	if err != nil {
+		t.Fatalf("the next request after the panics: %v", err)
+	}
+	if got := res.Choices[0].Message.Content; got != piiText {
+		t.Fatalf("answer = %q", got)
+	}
+	// Every call has its one audit record, the one whose settlement
+	// panicked too, flagged.
+	var calls, flagged int
+	for id, evs := range auditEvents(t, ip.js, 4) {
+		if len(evs) != 1 {
+			t.Fatalf("request %s has %d audit events", id, len(evs))
+		}
+		calls++
+		if slices.Contains(evs[0].GetAnomalyFlags(), "settle_failed") {
+			flagged++
+		}
+	}
+	if calls != 4 || flagged != 1 {
+		t.Fatalf("%d calls recorded, %d flagged settle_failed; want 4 and 1", calls, flagged)
+	}
 }

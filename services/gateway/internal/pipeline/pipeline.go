@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -340,6 +341,7 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer pl.guard(ctx, call.RequestID, "ratelimit", &resErr)
 		t := time.Now()
 		defer func() { pl.m.reserve.Observe(since(t)) }()
 		res, resErr = pl.p.Limiter.Reserve(ctx, &ratelimitv1.ReserveRequest{
@@ -363,7 +365,7 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 			tenant = principal.GetId()
 		}
 		t := time.Now()
-		red, redErr = pl.p.Redactor.Redact(ctx, &redactionv1.RedactRequest{Segments: segs, ProfileName: ob.GetRedactionProfile(), Tenant: tenant})
+		red, redErr = pl.redact(ctx, call.RequestID, &redactionv1.RedactRequest{Segments: segs, ProfileName: ob.GetRedactionProfile(), Tenant: tenant})
 		pl.m.redact.Observe(since(t))
 	} else {
 		red = &redactionv1.RedactResponse{}
@@ -431,6 +433,29 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	p.prepared = time.Since(p.start)
 	pl.m.prepare.Observe(p.prepared.Seconds())
 	return p, nil
+}
+
+func (pl *Pipeline) redact(ctx context.Context, requestID string, req *redactionv1.RedactRequest) (res *redactionv1.RedactResponse, err error) {
+	defer pl.guard(ctx, requestID, "redaction", &err)
+	return pl.p.Redactor.Redact(ctx, req)
+}
+
+// settle is guarded so that the call is still recorded when settling panics.
+func (pl *Pipeline) settle(ctx context.Context, requestID string, req *ratelimitv1.SettleRequest) (res *ratelimitv1.SettleResponse, err error) {
+	defer pl.guard(ctx, requestID, "ratelimit", &err)
+	return pl.p.Limiter.Settle(ctx, req)
+}
+
+// guard, deferred, turns a panic in a dependency into an error for this
+// request: the all-in-one runs the redaction engine and the rate limiter in
+// the gateway's process, where a panic would otherwise end it (or, on the
+// handler's goroutine, drop the connection without an answer). The panic's
+// value may quote the request and is left out; the stack is logged.
+func (pl *Pipeline) guard(ctx context.Context, requestID, dep string, err *error) {
+	if v := recover(); v != nil {
+		pl.log.ErrorContext(ctx, dep+" panicked", "request_id", requestID, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%s failed", dep)
+	}
 }
 
 func (pl *Pipeline) maxTokens(r *llmjson.Request) int64 {
@@ -582,7 +607,7 @@ func (pl *Pipeline) finish(ctx context.Context, p *Prepared, o outcome) (int64, 
 	work := func(ctx context.Context) (int64, error) {
 		var cost int64
 		if p.Reserve != nil && p.Reserve.GetReservationId() != "" {
-			sr, err := pl.p.Limiter.Settle(ctx, &ratelimitv1.SettleRequest{ReservationId: p.Reserve.GetReservationId(),
+			sr, err := pl.settle(ctx, p.Call.RequestID, &ratelimitv1.SettleRequest{ReservationId: p.Reserve.GetReservationId(),
 				InputTokens: o.usage.GetInputTokens(), OutputTokens: o.usage.GetOutputTokens(), ModelServed: o.modelServed})
 			if err != nil {
 				pl.log.WarnContext(ctx, "settle failed; the reservation expires on its own", "request_id", p.Call.RequestID, "err", err.Error())
@@ -612,6 +637,8 @@ func (pl *Pipeline) background(parent context.Context, fn func(ctx context.Conte
 	pl.bg.Add(1)
 	job := func() {
 		defer pl.bg.Done()
+		var err error // what a panic in fn leaves: it has been logged
+		defer pl.guard(parent, "", "background work", &err)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 		defer cancel()
 		fn(ctx)
