@@ -26,9 +26,9 @@ import (
 
 // Config is the audit service's configuration, read from BULWARK_AUDIT_* variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8085"`
-	LogFormat string `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string `env:"LOG_LEVEL" default:"info"`
+	Addr string `env:"ADDR" default:":8085"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
 	// Origin names the log in checkpoints; use one per environment.
 	Origin string `env:"ORIGIN" default:"bulwark.audit/dev"`
 	// Retention is the audit stream's max age: 400 days covers a 12-month SOC 2 window.

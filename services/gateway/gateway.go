@@ -37,9 +37,9 @@ const SubjectPolicyChanged = "bulwark.identity.v1.policy_changed"
 
 // Config is the gateway's configuration, read from BULWARK_GATEWAY_* variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8080"`
-	LogFormat string `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string `env:"LOG_LEVEL" default:"info"`
+	Addr string `env:"ADDR" default:":8080"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
 	// Service URLs (split mode).
 	IdentityURL  string `env:"IDENTITY_URL" default:"http://127.0.0.1:8081"`
 	RedactionURL string `env:"REDACTION_URL" default:"http://127.0.0.1:8082"`

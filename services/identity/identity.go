@@ -30,11 +30,11 @@ import (
 
 // Config is read from BULWARK_IDENTITY_* environment variables.
 type Config struct {
-	Addr      string               `env:"ADDR" default:":8081"`
-	LogFormat string               `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string               `env:"LOG_LEVEL" default:"info"`
-	NATS      platform.NATSConfig  `env:"NATS_"`
-	Vault     platform.VaultConfig `env:"VAULT_"`
+	Addr string `env:"ADDR" default:":8081"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
+	NATS             platform.NATSConfig  `env:"NATS_"`
+	Vault            platform.VaultConfig `env:"VAULT_"`
 	// Bucket is the JetStream KV bucket holding all identity state.
 	Bucket         string `env:"BUCKET" default:"bulwark_identity"`
 	BucketReplicas int    `env:"BUCKET_REPLICAS" default:"1"`

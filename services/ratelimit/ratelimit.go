@@ -29,9 +29,9 @@ import (
 
 // Config is read from BULWARK_RATELIMIT_* environment variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8083"`
-	LogFormat string `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string `env:"LOG_LEVEL" default:"info"`
+	Addr string `env:"ADDR" default:":8083"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
 	// Redis is the only state store (BULWARK_RATELIMIT_REDIS_ADDR, ...).
 	Redis platform.RedisConfig `env:"REDIS_"`
 	// NATS carries llm_call events in and alerts out (BULWARK_RATELIMIT_NATS_URL, ...).

@@ -22,9 +22,9 @@ import (
 
 // Config is read from BULWARK_REDACTION_* environment variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8082"`
-	LogFormat string `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string `env:"LOG_LEVEL" default:"info"`
+	Addr string `env:"ADDR" default:":8082"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
 	// HashKey is the master key of the hash action (16+ bytes). Without it a
 	// random key is used and hashes change on restart.
 	HashKey platform.Secret `env:"HASH_KEY"`

@@ -31,9 +31,9 @@ import (
 
 // Config is read from BULWARK_ROUTER_* environment variables.
 type Config struct {
-	Addr      string `env:"ADDR" default:":8084"`
-	LogFormat string `env:"LOG_FORMAT" default:"json"`
-	LogLevel  string `env:"LOG_LEVEL" default:"info"`
+	Addr string `env:"ADDR" default:":8084"`
+	// Logging is LOG_FORMAT (json or text) and LOG_LEVEL.
+	platform.Logging `env:""`
 	// CatalogFile is a YAML or JSON file of providers, routes and data-class
 	// requirements. Empty uses the development catalog pointing at SimulatorURL.
 	CatalogFile string `env:"CATALOG_FILE"`

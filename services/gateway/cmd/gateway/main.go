@@ -5,12 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"connectrpc.com/connect"
 	"golang.org/x/sync/errgroup"
@@ -25,18 +19,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var cfg gateway.Config
-	if err := platform.LoadConfig("BULWARK_GATEWAY_", &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := platform.NewLogger(cfg.LogFormat, cfg.LogLevel)
-	if err := run(ctx, log, cfg); err != nil {
-		log.Error("gateway stopped", "err", err)
-		os.Exit(1)
-	}
+	platform.Command("gateway", platform.ConfigFrom[gateway.Config]("BULWARK_GATEWAY_"), run)
 }
 
 // bearer adds the gateway's service credential to every outgoing call.
@@ -71,13 +54,8 @@ func (b streamBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 	return next
 }
 
-func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
-	log.InfoContext(ctx, "starting gateway", "config", platform.ConfigValue(cfg))
-	tp, stopTracing, err := platform.StartTracing(ctx, "gateway", log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
+func run(ctx context.Context, p platform.Process, cfg gateway.Config) error {
+	log, tp := p.Log, p.Tracer
 	if cfg.NATS.Name == "" {
 		cfg.NATS.Name = "bulwark-gateway"
 	}
@@ -102,7 +80,7 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 	// Tracing first, so each outgoing call carries the request's trace context.
 	opts := connect.WithClientOptions(append(traceOpts, connect.WithInterceptors(streamBearer{cfg.ServiceToken}))...)
 	router := routerv1connect.NewRouterServiceClient(hc, cfg.RouterURL, opts)
-	reg := platform.NewRegistry()
+	reg := p.Registry
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
 		Authenticator: identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL, opts),
@@ -113,7 +91,7 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 		Streamer:      gateway.StreamerFromClient(router),
 		Hasher:        hasher,
 		NATS:          nc, JS: js,
-		HandlerOptions: platform.HandlerOptions(platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}), TracerProvider: tp,
+		HandlerOptions: platform.HandlerOptions(p.Interceptors), TracerProvider: tp,
 		Registerer: reg,
 	})
 	if err != nil {
@@ -135,8 +113,5 @@ func run(ctx context.Context, log *slog.Logger, cfg gateway.Config) error {
 	if serr := gw.Shutdown(sctx); serr != nil {
 		log.Error("gateway drain incomplete", "err", serr, "spooled", gw.Spooled())
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return err
 }

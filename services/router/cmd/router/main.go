@@ -3,82 +3,41 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
 	"github.com/bulwarkhq/bulwark/services/identity/authz"
 	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/router"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := router.LoadConfig()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := platform.NewLogger(cfg.LogFormat, cfg.LogLevel)
-	if err := run(ctx, log, cfg); err != nil {
-		log.Error("router stopped", "err", err)
-		os.Exit(1)
-	}
+	platform.Command("router", router.LoadConfig, run)
 }
 
-func run(ctx context.Context, log *slog.Logger, cfg router.Config) error {
-	log.InfoContext(ctx, "starting router", "config", platform.ConfigValue(cfg))
-	tp, stopTracing, err := platform.StartTracing(ctx, "router", log)
+// run serves the router; the admin RPCs' actor is the principal identity
+// authenticated.
+func run(ctx context.Context, p platform.Process, cfg router.Config) error {
+	vc, err := platform.NewVault(ctx, cfg.Vault, p.Log)
 	if err != nil {
 		return err
 	}
-	defer stopTracing()
-	vc, err := platform.NewVault(ctx, cfg.Vault, log)
-	if err != nil {
-		return err
-	}
-	nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, log)
+	nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, p.Log)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
-	reg := platform.NewRegistry()
-	ip := platform.InterceptorParams{Logger: log, Metrics: platform.NewRPCMetrics(reg), TracerProvider: tp}
-	if ip.Auth, err = authFunc(ctx, log, cfg); err != nil {
+	if p.Interceptors.Auth, err = authz.ForService(ctx, authz.ServiceAuth{Service: "router", Disabled: cfg.AuthDisabled,
+		IdentityURL: cfg.IdentityURL, Credential: cfg.ServiceCredential, Logger: p.Log}); err != nil {
 		return err
 	}
-	svc, err := router.New(router.Params{Config: cfg, Logger: log, Vault: vc, JetStream: js,
-		HandlerOptions: platform.HandlerOptions(ip), TracerProvider: tp, Registerer: reg})
+	svc, err := router.New(router.Params{Config: cfg, Logger: p.Log, Vault: vc, JetStream: js,
+		HandlerOptions: platform.HandlerOptions(p.Interceptors), TracerProvider: p.Tracer, Registerer: p.Registry})
 	if err != nil {
 		return err
 	}
-	srv, err := platform.NewServer(platform.ServerParams{Name: "router", Logger: log, Registry: reg,
+	srv, err := platform.NewServer(platform.ServerParams{Name: "router", Logger: p.Log, Registry: p.Registry,
 		Services: []platform.Service{{Name: svc.Name, Path: svc.Path, Handler: svc.Handler}}})
 	if err != nil {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
-}
-
-// authFunc authenticates every caller with identity and asks it for the procedure's
-// permission; the admin RPCs' actor is the principal it authenticated.
-func authFunc(ctx context.Context, log *slog.Logger, cfg router.Config) (platform.AuthFunc, error) {
-	if cfg.AuthDisabled {
-		log.WarnContext(ctx, "authentication disabled: every router RPC is open")
-		return nil, nil
-	}
-	hc := platform.HTTPClient()
-	az, err := authz.NewInterceptor(authz.InterceptorParams{
-		Identity:          identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL),
-		Policy:            identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL),
-		ServiceCredential: cfg.ServiceCredential.Reveal(), Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return az.AuthFunc(), nil
 }
