@@ -120,7 +120,7 @@ func (ix sourceIndex) resolve(from *structDecl, expr ast.Expr) *structDecl {
 func envFields(sd *structDecl) []*ast.Field {
 	var out []*ast.Field
 	for _, f := range sd.st.Fields.List {
-		if f.Tag == nil || len(f.Names) == 0 || !f.Names[0].IsExported() {
+		if name := fieldName(f); f.Tag == nil || !ast.IsExported(name) {
 			continue
 		}
 		tag, _ := strconv.Unquote(f.Tag.Value)
@@ -129,6 +129,25 @@ func envFields(sd *structDecl) []*ast.Field {
 		}
 	}
 	return out
+}
+
+// fieldName is a field's name; an embedded field's is its type's (as in
+// platform.Logging), "" for a type it cannot name.
+func fieldName(f *ast.Field) string {
+	if len(f.Names) > 0 {
+		return f.Names[0].Name
+	}
+	t := f.Type
+	if star, ok := t.(*ast.StarExpr); ok {
+		t = star.X
+	}
+	switch t := t.(type) {
+	case *ast.SelectorExpr:
+		return t.Sel.Name
+	case *ast.Ident:
+		return t.Name
+	}
+	return ""
 }
 
 // collect walks sd like platform.LoadConfig does: a field whose type is a
@@ -143,7 +162,7 @@ func (ix sourceIndex) collect(sd *structDecl, prefix, field string, out map[stri
 		tag, _ := strconv.Unquote(f.Tag.Value)
 		st := reflect.StructTag(tag)
 		name := st.Get("env")
-		fieldPath := field + "." + f.Names[0].Name
+		fieldPath := field + "." + fieldName(f)
 		if nested := ix.resolve(sd, f.Type); nested != nil {
 			ix.collect(nested, prefix+name, fieldPath, out, seen)
 			continue
