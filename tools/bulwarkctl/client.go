@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1/auditv1connect"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1/identityv1connect"
@@ -174,4 +175,32 @@ func explain(op string, err error) error {
 		hint = " (this service is not mounted at that URL; use the per-service --*-url flags in a split deployment)"
 	}
 	return fmt.Errorf("%s: %s: %s%s", op, ce.Code(), ce.Message(), hint)
+}
+
+// unary runs one call for cmd: it builds the clients from the global flags,
+// bounds the call by --timeout, explains a failure as op ("get principal"),
+// and prints the answer: as JSON with --json, otherwise with show.
+func unary[M proto.Message](cmd *cobra.Command, op string, call func(ctx context.Context, a *api) (M, error), show func(M) error) error {
+	a, err := newAPI(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.ctx(cmd)
+	defer cancel()
+	m, err := call(ctx, a)
+	if err != nil {
+		return explain(op, err)
+	}
+	if a.json {
+		return printJSON(out(cmd), m)
+	}
+	return show(m)
+}
+
+// msg is a call's message, for unary: msg(a.identity.GetPrincipal(ctx, req)).
+func msg[T any](res *connect.Response[T], err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
 }

@@ -58,27 +58,18 @@ func keysCreateCmd() *cobra.Command {
 		Short: "Issue an API key; its secret is printed once and never again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.CreateApiKey(ctx, connect.NewRequest(&identityv1.CreateApiKeyRequest{
-				PrincipalId: principal, Environment: env, Name: name, Scopes: scopes, TtlSeconds: int64(ttl / time.Second)}))
-			if err != nil {
-				return explain("create key", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			k := res.Msg.GetApiKey()
-			if err := kv(out(cmd), "id", k.GetId(), "principal", k.GetPrincipalId(), "environment", k.GetEnvironment(),
-				"name", k.GetName(), "expires", ts(k.GetExpireTime())); err != nil {
-				return err
-			}
-			fmt.Fprintf(out(cmd), "\nsecret (shown once, store it now):\n\n  %s\n", res.Msg.GetSecret())
-			return nil
+			return unary(cmd, "create key", func(ctx context.Context, a *api) (*identityv1.CreateApiKeyResponse, error) {
+				return msg(a.identity.CreateApiKey(ctx, connect.NewRequest(&identityv1.CreateApiKeyRequest{
+					PrincipalId: principal, Environment: env, Name: name, Scopes: scopes, TtlSeconds: int64(ttl / time.Second)})))
+			}, func(m *identityv1.CreateApiKeyResponse) error {
+				k := m.GetApiKey()
+				if err := kv(out(cmd), "id", k.GetId(), "principal", k.GetPrincipalId(), "environment", k.GetEnvironment(),
+					"name", k.GetName(), "expires", ts(k.GetExpireTime())); err != nil {
+					return err
+				}
+				fmt.Fprintf(out(cmd), "\nsecret (shown once, store it now):\n\n  %s\n", m.GetSecret())
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&principal, "principal", "", "principal that owns the key (required)")
@@ -136,21 +127,12 @@ func keysRevokeCmd() *cobra.Command {
 		Short: "Revoke an API key; it stops working at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.RevokeApiKey(ctx, connect.NewRequest(&identityv1.RevokeApiKeyRequest{Id: args[0], Reason: reason}))
-			if err != nil {
-				return explain("revoke key", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			fmt.Fprintf(out(cmd), "revoked %s at %s\n", res.Msg.GetApiKey().GetId(), ts(res.Msg.GetApiKey().GetRevokeTime()))
-			return nil
+			return unary(cmd, "revoke key", func(ctx context.Context, a *api) (*identityv1.RevokeApiKeyResponse, error) {
+				return msg(a.identity.RevokeApiKey(ctx, connect.NewRequest(&identityv1.RevokeApiKeyRequest{Id: args[0], Reason: reason})))
+			}, func(m *identityv1.RevokeApiKeyResponse) error {
+				fmt.Fprintf(out(cmd), "revoked %s at %s\n", m.GetApiKey().GetId(), ts(m.GetApiKey().GetRevokeTime()))
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "recorded in the audit trail")
@@ -185,25 +167,16 @@ without a restart. Needs VAULT_ADDR and VAULT_TOKEN with write access to that pa
 			if pr.provider != "" {
 				return rotateProviderKey(cmd, pr)
 			}
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.RotateApiKey(ctx, connect.NewRequest(&identityv1.RotateApiKeyRequest{Id: args[0], GraceSeconds: int64(grace / time.Second)}))
-			if err != nil {
-				return explain("rotate key", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			old, nk := res.Msg.GetOldApiKey(), res.Msg.GetNewApiKey()
-			if err := kv(out(cmd), "new id", nk.GetId(), "environment", nk.GetEnvironment(), "old id", old.GetId(), "old key stops", ts(old.GetExpireTime())); err != nil {
-				return err
-			}
-			fmt.Fprintf(out(cmd), "\nsecret (shown once, store it now):\n\n  %s\n", res.Msg.GetSecret())
-			return nil
+			return unary(cmd, "rotate key", func(ctx context.Context, a *api) (*identityv1.RotateApiKeyResponse, error) {
+				return msg(a.identity.RotateApiKey(ctx, connect.NewRequest(&identityv1.RotateApiKeyRequest{Id: args[0], GraceSeconds: int64(grace / time.Second)})))
+			}, func(m *identityv1.RotateApiKeyResponse) error {
+				old, nk := m.GetOldApiKey(), m.GetNewApiKey()
+				if err := kv(out(cmd), "new id", nk.GetId(), "environment", nk.GetEnvironment(), "old id", old.GetId(), "old key stops", ts(old.GetExpireTime())); err != nil {
+					return err
+				}
+				fmt.Fprintf(out(cmd), "\nsecret (shown once, store it now):\n\n  %s\n", m.GetSecret())
+				return nil
+			})
 		},
 	}
 	c.Flags().DurationVar(&grace, "grace", 0, "how long the old key keeps working; 0 means identity's default")

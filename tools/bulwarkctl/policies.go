@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -53,24 +54,15 @@ func policiesGetCmd() *cobra.Command {
 		Short: "Print the policy document in force in an environment (or one version)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
+			return unary(cmd, "get policy", func(ctx context.Context, a *api) (*identityv1.GetPolicyResponse, error) {
+				return msg(a.policy.GetPolicy(ctx, connect.NewRequest(&identityv1.GetPolicyRequest{Environment: env, Version: version})))
+			}, func(m *identityv1.GetPolicyResponse) error {
+				p := m.GetPolicy()
+				fmt.Fprintf(cmd.ErrOrStderr(), "# %s version %s (sha256 %s, by %s, approved by %s, change %s)\n", p.GetEnvironment(), p.GetVersion(),
+					p.GetContentHash(), p.GetAuthor(), p.GetApprover(), p.GetChangeId())
+				_, err := io.WriteString(out(cmd), p.GetDocument())
 				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.policy.GetPolicy(ctx, connect.NewRequest(&identityv1.GetPolicyRequest{Environment: env, Version: version}))
-			if err != nil {
-				return explain("get policy", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			p := res.Msg.GetPolicy()
-			fmt.Fprintf(cmd.ErrOrStderr(), "# %s version %s (sha256 %s, by %s, approved by %s, change %s)\n", p.GetEnvironment(), p.GetVersion(),
-				p.GetContentHash(), p.GetAuthor(), p.GetApprover(), p.GetChangeId())
-			_, err = io.WriteString(out(cmd), p.GetDocument())
-			return err
+			})
 		},
 	}
 	c.Flags().StringVar(&env, "env", "", "environment (required)")
@@ -86,24 +78,15 @@ func policiesVersionsCmd() *cobra.Command {
 		Short: "List an environment's policy versions, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.policy.ListPolicyVersions(ctx, connect.NewRequest(&identityv1.ListPolicyVersionsRequest{Environment: env}))
-			if err != nil {
-				return explain("list policy versions", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			t := newTable(out(cmd), "VERSION", "ENV", "SHA256", "AUTHOR", "APPROVER", "CHANGE", "CREATED")
-			for _, v := range res.Msg.GetVersions() {
-				t.row(v.GetVersion(), v.GetEnvironment(), short(v.GetContentHash(), 12), v.GetAuthor(), v.GetApprover(), v.GetChangeId(), ts(v.GetCreateTime()))
-			}
-			return t.flush()
+			return unary(cmd, "list policy versions", func(ctx context.Context, a *api) (*identityv1.ListPolicyVersionsResponse, error) {
+				return msg(a.policy.ListPolicyVersions(ctx, connect.NewRequest(&identityv1.ListPolicyVersionsRequest{Environment: env})))
+			}, func(m *identityv1.ListPolicyVersionsResponse) error {
+				t := newTable(out(cmd), "VERSION", "ENV", "SHA256", "AUTHOR", "APPROVER", "CHANGE", "CREATED")
+				for _, v := range m.GetVersions() {
+					t.row(v.GetVersion(), v.GetEnvironment(), short(v.GetContentHash(), 12), v.GetAuthor(), v.GetApprover(), v.GetChangeId(), ts(v.GetCreateTime()))
+				}
+				return t.flush()
+			})
 		},
 	}
 	c.Flags().StringVar(&env, "env", "", "environment (required)")
@@ -298,24 +281,15 @@ func promptsGetCmd() *cobra.Command {
 		Short: `Print a prompt: "support-bot@7" for a version, "support-bot" for the one promoted in --env`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
+			return unary(cmd, "get prompt", func(ctx context.Context, a *api) (*identityv1.GetPromptResponse, error) {
+				return msg(a.prompt.GetPrompt(ctx, connect.NewRequest(&identityv1.GetPromptRequest{Ref: args[0], Environment: env})))
+			}, func(m *identityv1.GetPromptResponse) error {
+				p := m.GetPrompt()
+				fmt.Fprintf(cmd.ErrOrStderr(), "# %s@%d (sha256 %s, by %s, change %s, promoted in %s)\n", p.GetPromptId(), p.GetVersion(),
+					short(p.GetContentHash(), 12), p.GetAuthor(), p.GetChangeId(), join(p.GetPromotedEnvironments()))
+				_, err := io.WriteString(out(cmd), p.GetContent())
 				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.prompt.GetPrompt(ctx, connect.NewRequest(&identityv1.GetPromptRequest{Ref: args[0], Environment: env}))
-			if err != nil {
-				return explain("get prompt", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			p := res.Msg.GetPrompt()
-			fmt.Fprintf(cmd.ErrOrStderr(), "# %s@%d (sha256 %s, by %s, change %s, promoted in %s)\n", p.GetPromptId(), p.GetVersion(),
-				short(p.GetContentHash(), 12), p.GetAuthor(), p.GetChangeId(), join(p.GetPromotedEnvironments()))
-			_, err = io.WriteString(out(cmd), p.GetContent())
-			return err
+			})
 		},
 	}
 	c.Flags().StringVar(&env, "env", "", "environment whose promoted version to print when REF has no @version")
@@ -328,24 +302,15 @@ func promptsVersionsCmd() *cobra.Command {
 		Short: "List a prompt's versions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.prompt.ListPromptVersions(ctx, connect.NewRequest(&identityv1.ListPromptVersionsRequest{PromptId: args[0]}))
-			if err != nil {
-				return explain("list prompt versions", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			t := newTable(out(cmd), "VERSION", "SHA256", "AUTHOR", "CHANGE", "PROMOTED IN", "CREATED")
-			for _, v := range res.Msg.GetVersions() {
-				t.row(v.GetVersion(), short(v.GetContentHash(), 12), v.GetAuthor(), v.GetChangeId(), join(v.GetPromotedEnvironments()), ts(v.GetCreateTime()))
-			}
-			return t.flush()
+			return unary(cmd, "list prompt versions", func(ctx context.Context, a *api) (*identityv1.ListPromptVersionsResponse, error) {
+				return msg(a.prompt.ListPromptVersions(ctx, connect.NewRequest(&identityv1.ListPromptVersionsRequest{PromptId: args[0]})))
+			}, func(m *identityv1.ListPromptVersionsResponse) error {
+				t := newTable(out(cmd), "VERSION", "SHA256", "AUTHOR", "CHANGE", "PROMOTED IN", "CREATED")
+				for _, v := range m.GetVersions() {
+					t.row(v.GetVersion(), short(v.GetContentHash(), 12), v.GetAuthor(), v.GetChangeId(), join(v.GetPromotedEnvironments()), ts(v.GetCreateTime()))
+				}
+				return t.flush()
+			})
 		},
 	}
 }

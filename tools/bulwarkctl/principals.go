@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"connectrpc.com/connect"
@@ -67,20 +68,11 @@ func principalsCreateCmd() *cobra.Command {
 			if len(args) == 1 {
 				p.Id = args[0]
 			}
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.CreatePrincipal(ctx, connect.NewRequest(&identityv1.CreatePrincipalRequest{Principal: &p}))
-			if err != nil {
-				return explain("create principal", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			return printPrincipal(cmd, res.Msg.GetPrincipal())
+			return unary(cmd, "create principal", func(ctx context.Context, a *api) (*identityv1.CreatePrincipalResponse, error) {
+				return msg(a.identity.CreatePrincipal(ctx, connect.NewRequest(&identityv1.CreatePrincipalRequest{Principal: &p})))
+			}, func(m *identityv1.CreatePrincipalResponse) error {
+				return printPrincipal(cmd, m.GetPrincipal())
+			})
 		},
 	}
 	c.Flags().StringVar(&kind, "kind", "service", "service, person or team")
@@ -140,20 +132,11 @@ func principalsGetCmd() *cobra.Command {
 		Short: "Show one principal",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.GetPrincipal(ctx, connect.NewRequest(&identityv1.GetPrincipalRequest{Id: args[0]}))
-			if err != nil {
-				return explain("get principal", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			return printPrincipal(cmd, res.Msg.GetPrincipal())
+			return unary(cmd, "get principal", func(ctx context.Context, a *api) (*identityv1.GetPrincipalResponse, error) {
+				return msg(a.identity.GetPrincipal(ctx, connect.NewRequest(&identityv1.GetPrincipalRequest{Id: args[0]})))
+			}, func(m *identityv1.GetPrincipalResponse) error {
+				return printPrincipal(cmd, m.GetPrincipal())
+			})
 		},
 	}
 }
@@ -165,21 +148,12 @@ func principalsDisableCmd() *cobra.Command {
 		Short: "Disable a principal; its keys stop working at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.DisablePrincipal(ctx, connect.NewRequest(&identityv1.DisablePrincipalRequest{Id: args[0], Reason: reason}))
-			if err != nil {
-				return explain("disable principal", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			fmt.Fprintf(out(cmd), "disabled %s\n", res.Msg.GetPrincipal().GetId())
-			return nil
+			return unary(cmd, "disable principal", func(ctx context.Context, a *api) (*identityv1.DisablePrincipalResponse, error) {
+				return msg(a.identity.DisablePrincipal(ctx, connect.NewRequest(&identityv1.DisablePrincipalRequest{Id: args[0], Reason: reason})))
+			}, func(m *identityv1.DisablePrincipalResponse) error {
+				fmt.Fprintf(out(cmd), "disabled %s\n", m.GetPrincipal().GetId())
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "recorded in the audit trail")
@@ -193,24 +167,15 @@ func newRolesCmd() *cobra.Command {
 		Short: "List built-in and custom roles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.identity.ListRoles(ctx, connect.NewRequest(&identityv1.ListRolesRequest{}))
-			if err != nil {
-				return explain("list roles", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			t := newTable(out(cmd), "NAME", "BUILT-IN", "PERMISSIONS", "DESCRIPTION")
-			for _, r := range res.Msg.GetRoles() {
-				t.row(r.GetName(), r.GetBuiltIn(), join(r.GetPermissions()), r.GetDescription())
-			}
-			return t.flush()
+			return unary(cmd, "list roles", func(ctx context.Context, a *api) (*identityv1.ListRolesResponse, error) {
+				return msg(a.identity.ListRoles(ctx, connect.NewRequest(&identityv1.ListRolesRequest{})))
+			}, func(m *identityv1.ListRolesResponse) error {
+				t := newTable(out(cmd), "NAME", "BUILT-IN", "PERMISSIONS", "DESCRIPTION")
+				for _, r := range m.GetRoles() {
+					t.row(r.GetName(), r.GetBuiltIn(), join(r.GetPermissions()), r.GetDescription())
+				}
+				return t.flush()
+			})
 		},
 	})
 	return cmd

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -25,30 +26,21 @@ func newRoutesCmd() *cobra.Command {
 		Short: "List model aliases with their deployments",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.router.ListRoutes(ctx, connect.NewRequest(&routerv1.ListRoutesRequest{}))
-			if err != nil {
-				return explain("list routes", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			t := newTable(out(cmd), "ALIAS", "DEPLOYMENT", "PROVIDER", "MODEL", "WEIGHT", "PRIORITY", "ATTEMPTS", "FIRST BYTE", "TOTAL")
-			for _, r := range res.Msg.GetRoutes() {
-				for i, d := range r.GetDeployments() {
-					alias, attempts, fb, total := r.GetAlias(), fmt.Sprint(r.GetMaxAttempts()), dur(r.GetFirstByteTimeout()), dur(r.GetTotalTimeout())
-					if i > 0 {
-						alias, attempts, fb, total = "", "", "", ""
+			return unary(cmd, "list routes", func(ctx context.Context, a *api) (*routerv1.ListRoutesResponse, error) {
+				return msg(a.router.ListRoutes(ctx, connect.NewRequest(&routerv1.ListRoutesRequest{})))
+			}, func(m *routerv1.ListRoutesResponse) error {
+				t := newTable(out(cmd), "ALIAS", "DEPLOYMENT", "PROVIDER", "MODEL", "WEIGHT", "PRIORITY", "ATTEMPTS", "FIRST BYTE", "TOTAL")
+				for _, r := range m.GetRoutes() {
+					for i, d := range r.GetDeployments() {
+						alias, attempts, fb, total := r.GetAlias(), fmt.Sprint(r.GetMaxAttempts()), dur(r.GetFirstByteTimeout()), dur(r.GetTotalTimeout())
+						if i > 0 {
+							alias, attempts, fb, total = "", "", "", ""
+						}
+						t.row(alias, d.GetName(), d.GetProvider(), d.GetModel(), d.GetWeight(), d.GetPriority(), attempts, fb, total)
 					}
-					t.row(alias, d.GetName(), d.GetProvider(), d.GetModel(), d.GetWeight(), d.GetPriority(), attempts, fb, total)
 				}
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -68,21 +60,12 @@ func newRoutesCmd() *cobra.Command {
 			if err := protojson.Unmarshal([]byte(doc), &route); err != nil {
 				return fmt.Errorf("%s is not a route in protobuf JSON: %w", args[0], err)
 			}
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.router.PutRoute(ctx, connect.NewRequest(&routerv1.PutRouteRequest{Route: &route}))
-			if err != nil {
-				return explain("put route", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			fmt.Fprintf(out(cmd), "stored route %s (%d deployments)\n", res.Msg.GetRoute().GetAlias(), len(res.Msg.GetRoute().GetDeployments()))
-			return nil
+			return unary(cmd, "put route", func(ctx context.Context, a *api) (*routerv1.PutRouteResponse, error) {
+				return msg(a.router.PutRoute(ctx, connect.NewRequest(&routerv1.PutRouteRequest{Route: &route})))
+			}, func(m *routerv1.PutRouteResponse) error {
+				fmt.Fprintf(out(cmd), "stored route %s (%d deployments)\n", m.GetRoute().GetAlias(), len(m.GetRoute().GetDeployments()))
+				return nil
+			})
 		},
 	})
 	return cmd
@@ -96,34 +79,25 @@ func newProvidersCmd() *cobra.Command {
 		Short: "List providers with routability, key availability and days until the SOC 2 report expires",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := newAPI(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			res, err := a.router.ListProviders(ctx, connect.NewRequest(&routerv1.ListProvidersRequest{Environment: env}))
-			if err != nil {
-				return explain("list providers", err)
-			}
-			if a.json {
-				return printJSON(out(cmd), res.Msg)
-			}
-			t := newTable(out(cmd), "NAME", "KIND", "ENABLED", "ROUTABLE", "KEY", "SOC2 DAYS", "DPA", "ZDR", "REGIONS", "VENDOR", "NOTE")
-			for _, p := range res.Msg.GetProviders() {
-				v := p.GetVendor()
-				days := "-"
-				if v.GetSoc2ReportExpiry() != nil {
-					days = fmt.Sprint(p.GetDaysUntilReportExpiry())
-					if p.GetDaysUntilReportExpiry() < 0 {
-						days += " (expired)"
+			return unary(cmd, "list providers", func(ctx context.Context, a *api) (*routerv1.ListProvidersResponse, error) {
+				return msg(a.router.ListProviders(ctx, connect.NewRequest(&routerv1.ListProvidersRequest{Environment: env})))
+			}, func(m *routerv1.ListProvidersResponse) error {
+				t := newTable(out(cmd), "NAME", "KIND", "ENABLED", "ROUTABLE", "KEY", "SOC2 DAYS", "DPA", "ZDR", "REGIONS", "VENDOR", "NOTE")
+				for _, p := range m.GetProviders() {
+					v := p.GetVendor()
+					days := "-"
+					if v.GetSoc2ReportExpiry() != nil {
+						days = fmt.Sprint(p.GetDaysUntilReportExpiry())
+						if p.GetDaysUntilReportExpiry() < 0 {
+							days += " (expired)"
+						}
 					}
+					t.row(p.GetName(), enumName(p.GetKind().String(), "PROVIDER_KIND_"), yesNo(p.GetEnabled()), yesNo(p.GetRoutable()),
+						yesNo(p.GetKeyAvailable()), days, yesNo(v.GetDpaSigned()), yesNo(v.GetZeroDataRetention()), join(v.GetRegions()),
+						v.GetLegalName(), p.GetUnroutableReason())
 				}
-				t.row(p.GetName(), enumName(p.GetKind().String(), "PROVIDER_KIND_"), yesNo(p.GetEnabled()), yesNo(p.GetRoutable()),
-					yesNo(p.GetKeyAvailable()), days, yesNo(v.GetDpaSigned()), yesNo(v.GetZeroDataRetention()), join(v.GetRegions()),
-					v.GetLegalName(), p.GetUnroutableReason())
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	}
 	list.Flags().StringVar(&env, "env", "", "environment whose provider keys to check")
