@@ -58,8 +58,9 @@ func newInProcess(tb testing.TB) *inProcess {
 type inProcessDeps struct {
 	streamer gateway.RouterStreamer
 	redactor gateway.Redactor
-	// limiter wraps the real one when set.
+	// limiter and router wrap the real ones when set.
 	limiter func(gateway.Limiter) gateway.Limiter
+	router  func(gateway.Router) gateway.Router
 }
 
 // newInProcessWith wires the gateway with deps where they are set.
@@ -114,13 +115,17 @@ func newInProcessWith(tb testing.TB, deps inProcessDeps) *inProcess {
 	if deps.limiter != nil {
 		limiter = deps.limiter(limiter)
 	}
+	var rt gateway.Router = router
+	if deps.router != nil {
+		rt = deps.router(rt)
+	}
 	redactor := deps.redactor
 	if redactor == nil {
 		redactor = gateway.EngineRedactor(eng)
 	}
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
-		Authenticator: id, Authorizer: id, Limiter: limiter, Redactor: redactor, Router: router,
+		Authenticator: id, Authorizer: id, Limiter: limiter, Redactor: redactor, Router: rt,
 		Streamer: streamer,
 		Hasher:   hasher, NATS: nc, JS: js, Registerer: reg,
 	})
@@ -346,12 +351,14 @@ func BenchmarkChatCompletion(b *testing.B) {
 	b.Run("gateway", func(b *testing.B) { run(b, ip.url) })
 }
 
-// panicky panics in Redact on texts that ask for it, and in Reserve and
-// Settle while armed; otherwise it is the real redactor and limiter.
+// panicky panics in Redact on texts that ask for it, and in Reserve, Settle
+// and Complete while armed; otherwise it is the real redactor, limiter and
+// router.
 type panicky struct {
 	gateway.Redactor
 	gateway.Limiter
-	reserve, settle *atomic.Bool
+	gateway.Router
+	reserve, settle, complete *atomic.Bool
 }
 
 func (p panicky) Redact(ctx context.Context, req *connect.Request[redactionv1.RedactRequest]) (*connect.Response[redactionv1.RedactResponse], error) {
@@ -370,6 +377,13 @@ func (p panicky) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.R
 	return p.Limiter.Reserve(ctx, req)
 }
 
+func (p panicky) Complete(ctx context.Context, req *connect.Request[routerv1.CompleteRequest]) (*connect.Response[routerv1.CompleteResponse], error) {
+	if p.complete.Load() {
+		panic("router bug")
+	}
+	return p.Router.Complete(ctx, req)
+}
+
 func (p panicky) Settle(ctx context.Context, req *connect.Request[ratelimitv1.SettleRequest]) (*connect.Response[ratelimitv1.SettleResponse], error) {
 	if p.settle.Load() {
 		panic("limiter bug")
@@ -377,38 +391,45 @@ func (p panicky) Settle(ctx context.Context, req *connect.Request[ratelimitv1.Se
 	return p.Limiter.Settle(ctx, req)
 }
 
-// The all-in-one calls the redaction engine and the rate limiter in the
-// gateway's process, concurrently: a panic in either must fail the request
-// (503, the text kept out of the answer), not end the process; one in the
-// settlement after the answer must not end it either.
-func TestInProcess_APanicInRedactionOrRateLimitFailsTheRequestNotTheProcess(t *testing.T) {
+// The all-in-one calls the redaction engine, the rate limiter and the router
+// in the gateway's process: a panic in one must fail the request (503 for
+// redaction and ratelimit, 502 for the router; the text kept out of the
+// answer) with its audit record, not end the process; one in the settlement
+// after the answer must not end it either.
+func TestInProcess_APanicInADependencyFailsTheRequestNotTheProcess(t *testing.T) {
 	eng, err := engine.New(engine.Params{HashKey: []byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := panicky{Redactor: gateway.EngineRedactor(eng), reserve: new(atomic.Bool), settle: new(atomic.Bool)}
-	ip := newInProcessWith(t, inProcessDeps{redactor: p, limiter: func(l gateway.Limiter) gateway.Limiter { p.Limiter = l; return p }})
+	p := &panicky{Redactor: gateway.EngineRedactor(eng), reserve: new(atomic.Bool), settle: new(atomic.Bool), complete: new(atomic.Bool)}
+	ip := newInProcessWith(t, inProcessDeps{redactor: p,
+		limiter: func(l gateway.Limiter) gateway.Limiter { p.Limiter = l; return p },
+		router:  func(r gateway.Router) gateway.Router { p.Router = r; return p }})
 	c := openai.NewClient(option.WithBaseURL(ip.url+"/v1"), option.WithAPIKey(keyApp), option.WithMaxRetries(0))
 	ask := func(text string) (*openai.ChatCompletion, error) {
 		return c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(text)}})
 	}
-	unavailable := func(what string, err error) {
+	failed := func(what string, err error, status int) {
 		t.Helper()
 		var apiErr *openai.Error
-		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("a panicking %s gave %v; want 503", what, err)
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != status {
+			t.Fatalf("a panicking %s gave %v; want %d", what, err, status)
 		}
 		if strings.Contains(apiErr.RawJSON(), "jane.doe") || strings.Contains(apiErr.RawJSON(), "panic") {
 			t.Fatalf("the error quotes the request or the panic: %s", apiErr.RawJSON())
 		}
 	}
 	_, err = ask("please panic now, jane.doe@example.com")
-	unavailable("redactor", err)
+	failed("redactor", err, http.StatusServiceUnavailable)
 	p.reserve.Store(true)
 	_, err = ask("jane.doe@example.com")
-	unavailable("limiter", err)
+	failed("limiter", err, http.StatusServiceUnavailable)
 	p.reserve.Store(false)
+	p.complete.Store(true)
+	_, err = ask("jane.doe@example.com")
+	failed("router", err, http.StatusBadGateway)
+	p.complete.Store(false)
 	p.settle.Store(true)
 	if _, err := ask(piiText); err != nil {
 		t.Fatalf("a panicking settlement (after the answer) failed the call: %v", err)
@@ -424,7 +445,7 @@ func TestInProcess_APanicInRedactionOrRateLimitFailsTheRequestNotTheProcess(t *t
 	// Every call has its one audit record, the one whose settlement
 	// panicked too, flagged.
 	var calls, flagged int
-	for id, evs := range auditEvents(t, ip.js, 4) {
+	for id, evs := range auditEvents(t, ip.js, 5) {
 		if len(evs) != 1 {
 			t.Fatalf("request %s has %d audit events", id, len(evs))
 		}
@@ -433,7 +454,7 @@ func TestInProcess_APanicInRedactionOrRateLimitFailsTheRequestNotTheProcess(t *t
 			flagged++
 		}
 	}
-	if calls != 4 || flagged != 1 {
-		t.Fatalf("%d calls recorded, %d flagged settle_failed; want 4 and 1", calls, flagged)
+	if calls != 5 || flagged != 1 {
+		t.Fatalf("%d calls recorded, %d flagged settle_failed; want 5 and 1", calls, flagged)
 	}
 }

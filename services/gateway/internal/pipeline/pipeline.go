@@ -365,7 +365,7 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 			tenant = principal.GetId()
 		}
 		t := time.Now()
-		red, redErr = pl.redact(ctx, call.RequestID, &redactionv1.RedactRequest{Segments: segs, ProfileName: ob.GetRedactionProfile(), Tenant: tenant})
+		red, redErr = guarded(ctx, pl, call.RequestID, "redaction", pl.p.Redactor.Redact, &redactionv1.RedactRequest{Segments: segs, ProfileName: ob.GetRedactionProfile(), Tenant: tenant})
 		pl.m.redact.Observe(since(t))
 	} else {
 		red = &redactionv1.RedactResponse{}
@@ -435,21 +435,18 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	return p, nil
 }
 
-func (pl *Pipeline) redact(ctx context.Context, requestID string, req *redactionv1.RedactRequest) (res *redactionv1.RedactResponse, err error) {
-	defer pl.guard(ctx, requestID, "redaction", &err)
-	return pl.p.Redactor.Redact(ctx, req)
-}
-
-// settle is guarded so that the call is still recorded when settling panics.
-func (pl *Pipeline) settle(ctx context.Context, requestID string, req *ratelimitv1.SettleRequest) (res *ratelimitv1.SettleResponse, err error) {
-	defer pl.guard(ctx, requestID, "ratelimit", &err)
-	return pl.p.Limiter.Settle(ctx, req)
+// guarded calls fn, a dependency's method, with a panic in it turned into an
+// error for this request (see guard).
+func guarded[Req, Res any](ctx context.Context, pl *Pipeline, requestID, dep string, fn func(context.Context, Req) (Res, error), req Req) (res Res, err error) {
+	defer pl.guard(ctx, requestID, dep, &err)
+	return fn(ctx, req)
 }
 
 // guard, deferred, turns a panic in a dependency into an error for this
-// request: the all-in-one runs the redaction engine and the rate limiter in
-// the gateway's process, where a panic would otherwise end it (or, on the
-// handler's goroutine, drop the connection without an answer). The panic's
+// request: the all-in-one runs the redaction engine, the rate limiter and the
+// router in the gateway's process, where a panic would otherwise end it (or,
+// on the handler's goroutine, drop the connection without an answer or an
+// audit record). The panic's
 // value may quote the request and is left out; the stack is logged.
 func (pl *Pipeline) guard(ctx context.Context, requestID, dep string, err *error) {
 	if v := recover(); v != nil {
@@ -510,7 +507,7 @@ func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) 
 	var ans *Answer
 	if p.Call.Format == llmjson.OpenAIEmbeddings {
 		t := time.Now()
-		r, err := pl.p.Router.Embed(ctx, &routerv1.EmbedRequest{RequestId: p.Call.RequestID, Environment: p.Environment, Body: p.Body,
+		r, err := guarded(ctx, pl, p.Call.RequestID, "router", pl.p.Router.Embed, &routerv1.EmbedRequest{RequestId: p.Call.RequestID, Environment: p.Environment, Body: p.Body,
 			DataClasses: p.Redaction.GetDataClasses(), AllowedProviders: p.Decision.GetObligations().GetAllowedProviders()})
 		pl.m.provider.Observe(since(t))
 		pl.m.ownWhole.Observe(p.prepared.Seconds())
@@ -520,7 +517,7 @@ func (pl *Pipeline) Complete(ctx context.Context, p *Prepared) (*Answer, error) 
 		ans = &Answer{Status: int(r.GetStatus()), Body: r.GetBody(), Provider: r.GetProvider(), ModelServed: r.GetModelServed(), Usage: r.GetUsage()}
 	} else {
 		t := time.Now()
-		r, err := pl.p.Router.Complete(ctx, &routerv1.CompleteRequest{Call: pl.routerCall(p)})
+		r, err := guarded(ctx, pl, p.Call.RequestID, "router", pl.p.Router.Complete, &routerv1.CompleteRequest{Call: pl.routerCall(p)})
 		pl.m.provider.Observe(since(t))
 		if err != nil {
 			return nil, pl.routeFailed(ctx, p, err)
@@ -607,7 +604,7 @@ func (pl *Pipeline) finish(ctx context.Context, p *Prepared, o outcome) (int64, 
 	work := func(ctx context.Context) (int64, error) {
 		var cost int64
 		if p.Reserve != nil && p.Reserve.GetReservationId() != "" {
-			sr, err := pl.settle(ctx, p.Call.RequestID, &ratelimitv1.SettleRequest{ReservationId: p.Reserve.GetReservationId(),
+			sr, err := guarded(ctx, pl, p.Call.RequestID, "ratelimit", pl.p.Limiter.Settle, &ratelimitv1.SettleRequest{ReservationId: p.Reserve.GetReservationId(),
 				InputTokens: o.usage.GetInputTokens(), OutputTokens: o.usage.GetOutputTokens(), ModelServed: o.modelServed})
 			if err != nil {
 				pl.log.WarnContext(ctx, "settle failed; the reservation expires on its own", "request_id", p.Call.RequestID, "err", err.Error())
