@@ -44,15 +44,11 @@ type Config struct {
 	TransitMount string `env:"TRANSIT_MOUNT" default:"transit"`
 	TransitKey   string `env:"TRANSIT_KEY" default:"bulwark-audit-checkpoints"`
 	CreateKey    bool   `env:"CREATE_KEY" default:"true"`
-	// IdentityURL is the identity service that authenticates callers and decides the
-	// permission table (audit.read, audit.verify, audit.export); required unless AuthDisabled.
-	IdentityURL string `env:"IDENTITY_URL"`
-	// ServiceCredential is this service's own identity key, used to ask for decisions.
-	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
-	// AuthDisabled serves every RPC without authentication (local development only).
-	AuthDisabled bool                 `env:"AUTH_DISABLED" default:"false"`
-	NATS         platform.NATSConfig  `env:"NATS_"`
-	Vault        platform.VaultConfig `env:"VAULT_"`
+	// ServiceAuth is IDENTITY_URL, SERVICE_CREDENTIAL and AUTH_DISABLED: how callers are
+	// authenticated (permissions audit.read, audit.verify, audit.export).
+	platform.ServiceAuth `env:""`
+	NATS                 platform.NATSConfig  `env:"NATS_"`
+	Vault                platform.VaultConfig `env:"VAULT_"`
 }
 
 // Validate reports a configuration that cannot work.
@@ -64,8 +60,8 @@ func (c Config) Validate() error {
 	if c.Retention < 24*time.Hour {
 		errs = append(errs, errors.New("RETENTION below one day"))
 	}
-	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
-		errs = append(errs, errors.New("IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true"))
+	if err := c.CheckAuth(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 || c.BatchSize <= 0 {
 		errs = append(errs, errors.New("CHECKPOINT_EVERY, CHECKPOINT_INTERVAL and BATCH_SIZE must be positive"))

@@ -85,3 +85,25 @@ func start[C any](ctx context.Context, name string, log *slog.Logger, cfg C, run
 	return run(ctx, Process{Log: log, Tracer: tp, Registry: reg,
 		Interceptors: InterceptorParams{Logger: log, Metrics: NewRPCMetrics(reg), TracerProvider: tp}}, cfg)
 }
+
+// ServiceAuth is how a service other than identity authenticates its callers
+// when it runs on its own (BULWARK_<SERVICE>_IDENTITY_URL, _SERVICE_CREDENTIAL
+// and _AUTH_DISABLED); services embed it in their configuration.
+type ServiceAuth struct {
+	// IdentityURL is the identity service, which authenticates callers and
+	// decides each procedure's permission from the shared table (see the
+	// service's README); required unless AuthDisabled.
+	IdentityURL string `env:"IDENTITY_URL"`
+	// ServiceCredential is the service's own identity key, used to ask for decisions.
+	ServiceCredential Secret `env:"SERVICE_CREDENTIAL"`
+	// AuthDisabled serves every RPC without authentication (local development only).
+	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+}
+
+// CheckAuth reports a ServiceAuth that could not authenticate anyone.
+func (a ServiceAuth) CheckAuth() error {
+	if !a.AuthDisabled && (a.IdentityURL == "" || a.ServiceCredential == "") {
+		return errors.New("IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true")
+	}
+	return nil
+}

@@ -17,23 +17,7 @@ import (
 )
 
 func TestConfig_RequiresIdentityUnlessAuthIsDisabled(t *testing.T) {
-	for name, c := range map[string]ratelimit.Config{
-		"nothing":       {},
-		"no credential": {IdentityURL: "http://identity:8081"},
-		"no identity":   {ServiceCredential: "bk_dev_x"},
-	} {
-		if err := c.Validate(); err == nil {
-			t.Errorf("%s: validated", name)
-		}
-	}
-	for name, c := range map[string]ratelimit.Config{
-		"identity":      {IdentityURL: "http://identity:8081", ServiceCredential: "bk_dev_x"},
-		"auth disabled": {AuthDisabled: true},
-	} {
-		if err := c.Validate(); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	platformtest.ServiceAuthValidated(t, func(a platform.ServiceAuth) error { return ratelimit.Config{ServiceAuth: a}.Validate() })
 }
 
 // TestAuthz_EveryRPCNeedsACredentialWhoseRoleHoldsItsPermission mounts ratelimit behind

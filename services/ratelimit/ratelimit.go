@@ -54,19 +54,15 @@ type Config struct {
 	AnomalyLearning time.Duration `env:"ANOMALY_LEARNING" default:"168h"`
 	// AuditStream is the JetStream stream holding llm_call events.
 	AuditStream string `env:"AUDIT_STREAM" default:"BULWARK_AUDIT"`
-	// IdentityURL is the identity service that authenticates callers and decides the
-	// permission table (ratelimit.reserve, ratelimit.usage.read, ratelimit.alert.read); required unless AuthDisabled.
-	IdentityURL string `env:"IDENTITY_URL"`
-	// ServiceCredential is this service's own identity key, used to ask for decisions.
-	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
-	// AuthDisabled serves every RPC without authentication (local development only).
-	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+	// ServiceAuth is IDENTITY_URL, SERVICE_CREDENTIAL and AUTH_DISABLED: how callers are
+	// authenticated (permissions ratelimit.reserve, ratelimit.usage.read, ratelimit.alert.read).
+	platform.ServiceAuth `env:""`
 }
 
 // Validate reports a configuration the standalone service cannot run with.
 func (c Config) Validate() error {
-	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
-		return fmt.Errorf("%w: IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true", ErrConfig)
+	if err := c.CheckAuth(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

@@ -19,23 +19,7 @@ import (
 )
 
 func TestConfig_RequiresIdentityUnlessAuthIsDisabled(t *testing.T) {
-	for name, c := range map[string]redaction.Config{
-		"nothing":       {},
-		"no credential": {IdentityURL: "http://identity:8081"},
-		"no identity":   {ServiceCredential: "bk_dev_x"},
-	} {
-		if err := c.Validate(); err == nil {
-			t.Errorf("%s: validated", name)
-		}
-	}
-	for name, c := range map[string]redaction.Config{
-		"identity":      {IdentityURL: "http://identity:8081", ServiceCredential: "bk_dev_x"},
-		"auth disabled": {AuthDisabled: true},
-	} {
-		if err := c.Validate(); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	platformtest.ServiceAuthValidated(t, func(a platform.ServiceAuth) error { return redaction.Config{ServiceAuth: a}.Validate() })
 }
 
 // TestAuthz_EveryRPCNeedsACredentialWhoseRoleHoldsRedactionUse mounts redaction behind
@@ -43,7 +27,7 @@ func TestConfig_RequiresIdentityUnlessAuthIsDisabled(t *testing.T) {
 // an application key (role app) is PermissionDenied, the system key is served.
 func TestAuthz_EveryRPCNeedsACredentialWhoseRoleHoldsRedactionUse(t *testing.T) {
 	s := authztest.Start(t)
-	svc, err := redaction.New(redaction.Params{Config: redaction.Config{HashKey: "0123456789abcdef", IdentityURL: "in-test", ServiceCredential: platform.Secret(s.SystemKey)},
+	svc, err := redaction.New(redaction.Params{Config: redaction.Config{HashKey: "0123456789abcdef", ServiceAuth: platform.ServiceAuth{IdentityURL: "in-test", ServiceCredential: platform.Secret(s.SystemKey)}},
 		Logger: slog.New(slog.DiscardHandler), HandlerOptions: s.Options})
 	if err != nil {
 		t.Fatal(err)

@@ -22,18 +22,7 @@ import (
 )
 
 func TestConfig_RequiresIdentityUnlessAuthIsDisabled(t *testing.T) {
-	if err := (router.Config{}).Validate(); err == nil {
-		t.Fatal("a config without identity validated")
-	}
-	if err := (router.Config{IdentityURL: "http://identity:8081"}).Validate(); err == nil {
-		t.Fatal("a config without a service credential validated")
-	}
-	if err := (router.Config{IdentityURL: "http://identity:8081", ServiceCredential: "bk_dev_x"}).Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := (router.Config{AuthDisabled: true}).Validate(); err != nil {
-		t.Fatal(err)
-	}
+	platformtest.ServiceAuthValidated(t, func(a platform.ServiceAuth) error { return router.Config{ServiceAuth: a}.Validate() })
 }
 
 // TestAuthz_AdminRPCsNeedTheirPermissionAndAuditTheAuthenticatedPrincipal mounts the
@@ -48,7 +37,7 @@ func TestAuthz_AdminRPCsNeedTheirPermissionAndAuditTheAuthenticatedPrincipal(t *
 		t.Fatal(err)
 	}
 	svc, err := router.New(router.Params{Config: router.Config{SimulatorURL: "http://127.0.0.1:1", KeyMount: "secret", KeyPathPrefix: "bulwark/",
-		IdentityURL: "in-test", ServiceCredential: platform.Secret(s.SystemKey)},
+		ServiceAuth: platform.ServiceAuth{IdentityURL: "in-test", ServiceCredential: platform.Secret(s.SystemKey)}},
 		Logger: slog.New(slog.DiscardHandler), Vault: s.Vault.Client, JetStream: s.JS, HandlerOptions: s.Options})
 	if err != nil {
 		t.Fatal(err)

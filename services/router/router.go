@@ -52,20 +52,16 @@ type Config struct {
 	BreakerOpenFor  time.Duration `env:"BREAKER_OPEN_FOR" default:"30s"`
 	// NATS carries admin_action audit events.
 	NATS platform.NATSConfig `env:"NATS_"`
-	// IdentityURL is the identity service that authenticates callers and decides the
-	// permission table (router.complete, router.provider.write, ...); required unless AuthDisabled.
-	IdentityURL string `env:"IDENTITY_URL"`
-	// ServiceCredential is this service's own identity key, used to ask for decisions.
-	ServiceCredential platform.Secret `env:"SERVICE_CREDENTIAL"`
-	// AuthDisabled serves every RPC without authentication (local development only);
-	// admin_action events then name the actor "unknown".
-	AuthDisabled bool `env:"AUTH_DISABLED" default:"false"`
+	// ServiceAuth is IDENTITY_URL, SERVICE_CREDENTIAL and AUTH_DISABLED: how callers are
+	// authenticated (permissions router.complete, router.provider.write, ...). With
+	// AuthDisabled, admin_action events name the actor "unknown".
+	platform.ServiceAuth `env:""`
 }
 
 // Validate reports a configuration the standalone service cannot run with.
 func (c Config) Validate() error {
-	if !c.AuthDisabled && (c.IdentityURL == "" || c.ServiceCredential == "") {
-		return fmt.Errorf("%w: IDENTITY_URL and SERVICE_CREDENTIAL are required unless AUTH_DISABLED=true", ErrConfig)
+	if err := c.CheckAuth(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

@@ -28,8 +28,7 @@ func run(ctx context.Context, p platform.Process, cfg audit.Config) error {
 	if err != nil {
 		return err
 	}
-	if p.Interceptors.Auth, err = authz.ForService(ctx, authz.ServiceAuth{Service: "audit", Disabled: cfg.AuthDisabled,
-		IdentityURL: cfg.IdentityURL, Credential: cfg.ServiceCredential, Logger: p.Log}); err != nil {
+	if p.Interceptors.Auth, err = authz.ForService(ctx, "audit", cfg.ServiceAuth, p.Log); err != nil {
 		return err
 	}
 	svc, err := audit.New(ctx, audit.Params{Config: cfg, Logger: p.Log, JS: js, Vault: vc, HandlerOptions: platform.HandlerOptions(p.Interceptors),

@@ -29,8 +29,7 @@ func run(ctx context.Context, p platform.Process, cfg ratelimit.Config) error {
 		}
 	}
 	defer func() { _ = rdb.Close() }()
-	if p.Interceptors.Auth, err = authz.ForService(ctx, authz.ServiceAuth{Service: "ratelimit", Disabled: cfg.AuthDisabled,
-		IdentityURL: cfg.IdentityURL, Credential: cfg.ServiceCredential, Logger: p.Log}); err != nil {
+	if p.Interceptors.Auth, err = authz.ForService(ctx, "ratelimit", cfg.ServiceAuth, p.Log); err != nil {
 		return err
 	}
 	params := ratelimit.Params{Config: cfg, Logger: p.Log, Redis: rdb, Registerer: p.Registry, HandlerOptions: platform.HandlerOptions(p.Interceptors)}

@@ -15,8 +15,7 @@ func main() {
 
 func run(ctx context.Context, p platform.Process, cfg redaction.Config) error {
 	var err error
-	if p.Interceptors.Auth, err = authz.ForService(ctx, authz.ServiceAuth{Service: "redaction", Disabled: cfg.AuthDisabled,
-		IdentityURL: cfg.IdentityURL, Credential: cfg.ServiceCredential, Logger: p.Log}); err != nil {
+	if p.Interceptors.Auth, err = authz.ForService(ctx, "redaction", cfg.ServiceAuth, p.Log); err != nil {
 		return err
 	}
 	svc, err := redaction.New(redaction.Params{Config: cfg, Logger: p.Log, HandlerOptions: platform.HandlerOptions(p.Interceptors)})

@@ -25,8 +25,7 @@ func run(ctx context.Context, p platform.Process, cfg router.Config) error {
 		return err
 	}
 	defer nc.Drain()
-	if p.Interceptors.Auth, err = authz.ForService(ctx, authz.ServiceAuth{Service: "router", Disabled: cfg.AuthDisabled,
-		IdentityURL: cfg.IdentityURL, Credential: cfg.ServiceCredential, Logger: p.Log}); err != nil {
+	if p.Interceptors.Auth, err = authz.ForService(ctx, "router", cfg.ServiceAuth, p.Log); err != nil {
 		return err
 	}
 	svc, err := router.New(router.Params{Config: cfg, Logger: p.Log, Vault: vc, JetStream: js,
