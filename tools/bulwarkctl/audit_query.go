@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -122,18 +121,14 @@ func runAuditQuery(cmd *cobra.Command, q auditQuery, req *auditv1.QueryRequest) 
 	if q.limit > 0 {
 		req.PageSize = int32(min(q.limit, 1000))
 	}
-	for q.limit <= 0 || len(acc.Records) < q.limit {
-		res, err := a.audit.Query(ctx, connect.NewRequest(req))
-		if err != nil {
-			return explain("audit query", err)
-		}
-		acc.Records = append(acc.Records, res.Msg.GetRecords()...)
+	if err := everyPage(ctx, a.audit.Query, req, func(t string) { req.PageToken = t }, func(page *auditv1.QueryResponse) bool {
+		acc.Records = append(acc.Records, page.GetRecords()...)
 		if bar != nil {
 			_ = bar.Set(len(acc.Records))
 		}
-		if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-			break
-		}
+		return q.limit <= 0 || len(acc.Records) < q.limit
+	}); err != nil {
+		return explain("audit query", err)
 	}
 	if bar != nil {
 		_ = bar.Finish()

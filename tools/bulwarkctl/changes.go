@@ -68,15 +68,11 @@ func changesListCmd() *cobra.Command {
 			defer cancel()
 			acc := &identityv1.ListChangesResponse{}
 			req := &identityv1.ListChangesRequest{State: identityv1.ChangeState(st), Kind: identityv1.ChangeKind(k), PageSize: 1000}
-			for {
-				res, err := a.change.ListChanges(ctx, connect.NewRequest(req))
-				if err != nil {
-					return explain("list changes", err)
-				}
-				acc.Changes = append(acc.Changes, res.Msg.GetChanges()...)
-				if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			if err := everyPage(ctx, a.change.ListChanges, req, func(t string) { req.PageToken = t }, func(page *identityv1.ListChangesResponse) bool {
+				acc.Changes = append(acc.Changes, page.GetChanges()...)
+				return true
+			}); err != nil {
+				return explain("list changes", err)
 			}
 			if a.json {
 				return printJSON(out(cmd), acc)

@@ -204,3 +204,26 @@ func msg[T any](res *connect.Response[T], err error) (*T, error) {
 	}
 	return res.Msg, nil
 }
+
+// everyPage calls list with req, then again with each next-page token an
+// answer carries (setToken puts it on req), and hands every answer to keep,
+// until an answer carries no token or keep returns false. req is left with
+// the token of the first page not read, "" when every page was.
+func everyPage[Req, Res any, PRes interface {
+	*Res
+	GetNextPageToken() string
+}](ctx context.Context, list func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error), req *Req,
+	setToken func(string), keep func(PRes) bool) error {
+	for {
+		res, err := list(ctx, connect.NewRequest(req))
+		if err != nil {
+			return err
+		}
+		page := PRes(res.Msg)
+		token := page.GetNextPageToken()
+		setToken(token)
+		if !keep(page) || token == "" {
+			return nil
+		}
+	}
+}

@@ -289,37 +289,31 @@ func providerNode(p *routerv1.Provider, now time.Time) *flowProvider {
 func listAllPrincipals(ctx context.Context, a *api) (map[string][]string, error) {
 	out := map[string][]string{}
 	req := &identityv1.ListPrincipalsRequest{PageSize: 500}
-	for {
-		res, err := a.identity.ListPrincipals(ctx, connect.NewRequest(req))
-		if err != nil {
-			return nil, explain("list principals", err)
-		}
-		for _, p := range res.Msg.GetPrincipals() {
+	if err := everyPage(ctx, a.identity.ListPrincipals, req, func(t string) { req.PageToken = t }, func(page *identityv1.ListPrincipalsResponse) bool {
+		for _, p := range page.GetPrincipals() {
 			out[p.GetId()] = p.GetRoles()
 		}
-		if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		return true
+	}); err != nil {
+		return nil, explain("list principals", err)
 	}
+	return out, nil
 }
 
 // queryAll pages through an audit query; progress, when set, is told the running count.
 func queryAll(ctx context.Context, a *api, req *auditv1.QueryRequest, progress func(int)) ([]*auditv1.Record, error) {
 	req.PageSize = 1000
 	var recs []*auditv1.Record
-	for {
-		res, err := a.audit.Query(ctx, connect.NewRequest(req))
-		if err != nil {
-			return nil, explain("audit query", err)
-		}
-		recs = append(recs, res.Msg.GetRecords()...)
+	if err := everyPage(ctx, a.audit.Query, req, func(t string) { req.PageToken = t }, func(page *auditv1.QueryResponse) bool {
+		recs = append(recs, page.GetRecords()...)
 		if progress != nil {
 			progress(len(recs))
 		}
-		if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-			return recs, nil
-		}
+		return true
+	}); err != nil {
+		return nil, explain("audit query", err)
 	}
+	return recs, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

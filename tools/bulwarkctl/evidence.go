@@ -172,15 +172,11 @@ func buildEvidence(ctx context.Context, cmd *cobra.Command, a *api, from, to *ti
 	defer cancel()
 	var principals []*identityv1.Principal
 	preq := &identityv1.ListPrincipalsRequest{PageSize: 500}
-	for {
-		res, err := a.identity.ListPrincipals(cctx, connect.NewRequest(preq))
-		if err != nil {
-			return nil, explain("list principals", err)
-		}
-		principals = append(principals, res.Msg.GetPrincipals()...)
-		if preq.PageToken = res.Msg.GetNextPageToken(); preq.PageToken == "" {
-			break
-		}
+	if err := everyPage(cctx, a.identity.ListPrincipals, preq, func(t string) { preq.PageToken = t }, func(page *identityv1.ListPrincipalsResponse) bool {
+		principals = append(principals, page.GetPrincipals()...)
+		return true
+	}); err != nil {
+		return nil, explain("list principals", err)
 	}
 	if len(envs) == 0 {
 		set := map[string]bool{}
@@ -211,20 +207,16 @@ func buildEvidence(ctx context.Context, cmd *cobra.Command, a *api, from, to *ti
 	active := map[string]int{}
 	for _, pr := range principals {
 		kreq := &identityv1.ListApiKeysRequest{PrincipalId: pr.GetId(), IncludeRevoked: true, PageSize: 500}
-		for {
-			res, err := a.identity.ListApiKeys(cctx, connect.NewRequest(kreq))
-			if err != nil {
-				return nil, explain("list keys", err)
-			}
-			for _, k := range res.Msg.GetApiKeys() {
+		if err := everyPage(cctx, a.identity.ListApiKeys, kreq, func(t string) { kreq.PageToken = t }, func(page *identityv1.ListApiKeysResponse) bool {
+			for _, k := range page.GetApiKeys() {
 				keysByEnv[k.GetEnvironment()] = append(keysByEnv[k.GetEnvironment()], k)
 				if k.GetRevokeTime() == nil {
 					active[pr.GetId()]++
 				}
 			}
-			if kreq.PageToken = res.Msg.GetNextPageToken(); kreq.PageToken == "" {
-				break
-			}
+			return true
+		}); err != nil {
+			return nil, explain("list keys", err)
 		}
 	}
 	keyRows := [][]string{{"environment", "key_id", "principal", "name", "created", "expires", "last_used", "revoked", "rotated_to", "created_by"}}
@@ -366,15 +358,11 @@ func buildEvidence(ctx context.Context, cmd *cobra.Command, a *api, from, to *ti
 	step("alerts")
 	var alerts []*ratelimitv1.AnomalyEvent
 	areq := &ratelimitv1.ListAlertsRequest{Since: from, PageSize: 500}
-	for {
-		res, err := a.ratelimit.ListAlerts(cctx, connect.NewRequest(areq))
-		if err != nil {
-			return nil, explain("list alerts", err)
-		}
-		alerts = append(alerts, res.Msg.GetAlerts()...)
-		if areq.PageToken = res.Msg.GetNextPageToken(); areq.PageToken == "" {
-			break
-		}
+	if err := everyPage(cctx, a.ratelimit.ListAlerts, areq, func(t string) { areq.PageToken = t }, func(page *ratelimitv1.ListAlertsResponse) bool {
+		alerts = append(alerts, page.GetAlerts()...)
+		return true
+	}); err != nil {
+		return nil, explain("list alerts", err)
 	}
 	if err := p.addJSON("CC7", "alerts.json", "CC7.3: usage anomaly alerts raised in the period", &ratelimitv1.ListAlertsResponse{Alerts: alerts}); err != nil {
 		return nil, err
@@ -390,15 +378,11 @@ func buildEvidence(ctx context.Context, cmd *cobra.Command, a *api, from, to *ti
 	step("changes")
 	var changes []*identityv1.Change
 	creq := &identityv1.ListChangesRequest{PageSize: 500}
-	for {
-		res, err := a.change.ListChanges(cctx, connect.NewRequest(creq))
-		if err != nil {
-			return nil, explain("list changes", err)
-		}
-		changes = append(changes, res.Msg.GetChanges()...)
-		if creq.PageToken = res.Msg.GetNextPageToken(); creq.PageToken == "" {
-			break
-		}
+	if err := everyPage(cctx, a.change.ListChanges, creq, func(t string) { creq.PageToken = t }, func(page *identityv1.ListChangesResponse) bool {
+		changes = append(changes, page.GetChanges()...)
+		return true
+	}); err != nil {
+		return nil, explain("list changes", err)
 	}
 	if err := p.addJSON("CC8", "changes.json", "CC8.1: every prompt/policy/route change with proposer, approvals, staging evidence and promotion", &identityv1.ListChangesResponse{Changes: changes}); err != nil {
 		return nil, err

@@ -98,15 +98,11 @@ func keysListCmd() *cobra.Command {
 			defer cancel()
 			acc := &identityv1.ListApiKeysResponse{}
 			req := &identityv1.ListApiKeysRequest{PrincipalId: principal, Environment: env, IncludeRevoked: all, PageSize: 1000}
-			for {
-				res, err := a.identity.ListApiKeys(ctx, connect.NewRequest(req))
-				if err != nil {
-					return explain("list keys", err)
-				}
-				acc.ApiKeys = append(acc.ApiKeys, res.Msg.GetApiKeys()...)
-				if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			if err := everyPage(ctx, a.identity.ListApiKeys, req, func(t string) { req.PageToken = t }, func(page *identityv1.ListApiKeysResponse) bool {
+				acc.ApiKeys = append(acc.ApiKeys, page.GetApiKeys()...)
+				return true
+			}); err != nil {
+				return explain("list keys", err)
 			}
 			if a.json {
 				return printJSON(out(cmd), acc)

@@ -240,15 +240,11 @@ func promptsListCmd() *cobra.Command {
 			defer cancel()
 			acc := &identityv1.ListPromptsResponse{}
 			req := &identityv1.ListPromptsRequest{PageSize: 1000}
-			for {
-				res, err := a.prompt.ListPrompts(ctx, connect.NewRequest(req))
-				if err != nil {
-					return explain("list prompts", err)
-				}
-				acc.Prompts = append(acc.Prompts, res.Msg.GetPrompts()...)
-				if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			if err := everyPage(ctx, a.prompt.ListPrompts, req, func(t string) { req.PageToken = t }, func(page *identityv1.ListPromptsResponse) bool {
+				acc.Prompts = append(acc.Prompts, page.GetPrompts()...)
+				return true
+			}); err != nil {
+				return explain("list prompts", err)
 			}
 			if a.json {
 				return printJSON(out(cmd), acc)

@@ -105,15 +105,11 @@ func principalsListCmd() *cobra.Command {
 			defer cancel()
 			acc := &identityv1.ListPrincipalsResponse{}
 			req := &identityv1.ListPrincipalsRequest{Kind: k, TeamId: team, PageSize: 1000}
-			for {
-				res, err := a.identity.ListPrincipals(ctx, connect.NewRequest(req))
-				if err != nil {
-					return explain("list principals", err)
-				}
-				acc.Principals = append(acc.Principals, res.Msg.GetPrincipals()...)
-				if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			if err := everyPage(ctx, a.identity.ListPrincipals, req, func(t string) { req.PageToken = t }, func(page *identityv1.ListPrincipalsResponse) bool {
+				acc.Principals = append(acc.Principals, page.GetPrincipals()...)
+				return true
+			}); err != nil {
+				return explain("list principals", err)
 			}
 			if a.json {
 				return printJSON(out(cmd), acc)

@@ -125,15 +125,11 @@ func newAlertsCmd() *cobra.Command {
 			defer cancel()
 			acc := &ratelimitv1.ListAlertsResponse{}
 			req := &ratelimitv1.ListAlertsRequest{PrincipalId: principal, Since: from, PageSize: int32(min(max(limit, 1), 1000))}
-			for limit <= 0 || len(acc.Alerts) < limit {
-				res, err := a.ratelimit.ListAlerts(ctx, connect.NewRequest(req))
-				if err != nil {
-					return explain("list alerts", err)
-				}
-				acc.Alerts = append(acc.Alerts, res.Msg.GetAlerts()...)
-				if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			if err := everyPage(ctx, a.ratelimit.ListAlerts, req, func(t string) { req.PageToken = t }, func(page *ratelimitv1.ListAlertsResponse) bool {
+				acc.Alerts = append(acc.Alerts, page.GetAlerts()...)
+				return limit <= 0 || len(acc.Alerts) < limit
+			}); err != nil {
+				return explain("list alerts", err)
 			}
 			if limit > 0 && len(acc.Alerts) > limit {
 				acc.Alerts = acc.Alerts[:limit]
