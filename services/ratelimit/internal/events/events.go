@@ -11,10 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
+	"github.com/bulwarkhq/bulwark/services/platform"
 )
 
 // Subjects this service consumes and publishes.
@@ -32,9 +34,12 @@ type Publisher struct {
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
 
-// Publish sends data on subject with msgID as Nats-Msg-Id.
+// Publish sends data on subject with msgID as Nats-Msg-Id and ctx's trace
+// context in the headers (the audit service continues that trace).
 func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	platform.InjectTrace(ctx, msg.Header)
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil

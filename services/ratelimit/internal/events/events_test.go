@@ -7,7 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
@@ -34,6 +36,38 @@ func TestQueue_PublishesWithMsgIDAndDeduplicates(t *testing.T) {
 	}
 	if info.State.Msgs != 2 {
 		t.Fatalf("stream holds %d messages; want 2", info.State.Msgs)
+	}
+}
+
+// An event raised inside a traced call (a denial in Reserve) is published
+// with that call's trace context in its headers, although it is published
+// later, from the queue.
+func TestQueue_PublishesInTheTraceOfTheCallThatRaisedTheEvent(t *testing.T) {
+	_, js := platformtest.NATS(t)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"bulwark.ratelimit.v1.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x4b, 0xf9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+		SpanID: trace.SpanID{0x00, 0xf0, 1, 2, 3, 4, 5, 6}, TraceFlags: trace.FlagsSampled})
+	q := NewQueue(NewPublisher(js), nil, 16, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { q.Run(runCtx); close(done) }()
+	_ = q.Publish(trace.ContextWithSpanContext(ctx, sc), LimitExceededSubject, "traced", []byte("x"))
+	_ = q.Publish(ctx, LimitExceededSubject, "untraced", []byte("y"))
+	cancel()
+	<-done
+	for seq, want := range map[uint64]string{1: sc.TraceID().String(), 2: ""} {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := platform.TraceID(platform.ExtractTrace(ctx, m.Header))
+		if got != want {
+			t.Fatalf("message %d carries trace %q; want %q", seq, got, want)
+		}
 	}
 }
 

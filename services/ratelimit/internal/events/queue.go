@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Sender publishes one event; Publisher is one.
@@ -16,6 +17,9 @@ type Sender interface {
 type queued struct {
 	subject, id string
 	data        []byte
+	// span is the trace context of the call that raised the event, carried
+	// to its publish so that the event stays in that trace.
+	span trace.SpanContext
 }
 
 // Queue publishes events off the request path: a denial must not wait for the
@@ -45,9 +49,9 @@ func NewQueue(send Sender, log *slog.Logger, size int, reg prometheus.Registerer
 }
 
 // Publish enqueues an event without blocking.
-func (q *Queue) Publish(_ context.Context, subject, msgID string, data []byte) error {
+func (q *Queue) Publish(ctx context.Context, subject, msgID string, data []byte) error {
 	select {
-	case q.ch <- queued{subject, msgID, data}:
+	case q.ch <- queued{subject, msgID, data, trace.SpanContextFromContext(ctx)}:
 	default:
 		q.dropped.Inc()
 	}
@@ -79,7 +83,7 @@ func (q *Queue) Run(ctx context.Context) {
 }
 
 func (q *Queue) publish(ctx context.Context, e queued, within time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, within)
+	ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(ctx, e.span), within)
 	defer cancel()
 	if err := q.send.Publish(ctx, e.subject, e.id, e.data); err != nil {
 		q.failed.Inc()
