@@ -13,23 +13,31 @@ import (
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
-func TestQueue_PublishesWithMsgIDAndDeduplicates(t *testing.T) {
+// publishing runs a Queue that publishes to a stream of ratelimit subjects on
+// an embedded JetStream; flush stops it once it has published what is queued.
+func publishing(t *testing.T) (q *Queue, s jetstream.Stream, flush func()) {
+	t.Helper()
 	_, js := platformtest.NATS(t)
-	ctx := context.Background()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"bulwark.ratelimit.v1.>"}})
+	s, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"bulwark.ratelimit.v1.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := NewQueue(NewPublisher(js), nil, 16, nil)
-	runCtx, cancel := context.WithCancel(ctx)
+	q = NewQueue(NewPublisher(js), nil, 16, nil)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { q.Run(runCtx); close(done) }()
+	go func() { q.Run(ctx); close(done) }()
+	// Run publishes what is queued before it returns.
+	return q, s, func() { cancel(); <-done }
+}
+
+func TestQueue_PublishesWithMsgIDAndDeduplicates(t *testing.T) {
+	ctx := context.Background()
+	q, s, flush := publishing(t)
 	for range 3 { // a retried event keeps its id: the stream stores it once
 		_ = q.Publish(ctx, LimitExceededSubject, "same-id", []byte("x"))
 	}
 	_ = q.Publish(ctx, LimitExceededSubject, "other-id", []byte("y"))
-	cancel()
-	<-done // Run flushes what is queued before it returns
+	flush()
 	info, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -43,22 +51,13 @@ func TestQueue_PublishesWithMsgIDAndDeduplicates(t *testing.T) {
 // with that call's trace context in its headers, although it is published
 // later, from the queue.
 func TestQueue_PublishesInTheTraceOfTheCallThatRaisedTheEvent(t *testing.T) {
-	_, js := platformtest.NATS(t)
 	ctx := context.Background()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"bulwark.ratelimit.v1.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, s, flush := publishing(t)
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x4b, 0xf9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
 		SpanID: trace.SpanID{0x00, 0xf0, 1, 2, 3, 4, 5, 6}, TraceFlags: trace.FlagsSampled})
-	q := NewQueue(NewPublisher(js), nil, 16, nil)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { q.Run(runCtx); close(done) }()
 	_ = q.Publish(trace.ContextWithSpanContext(ctx, sc), LimitExceededSubject, "traced", []byte("x"))
 	_ = q.Publish(ctx, LimitExceededSubject, "untraced", []byte("y"))
-	cancel()
-	<-done
+	flush()
 	for seq, want := range map[uint64]string{1: sc.TraceID().String(), 2: ""} {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
