@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // seedTraffic creates a team with an application and sends calls through the
@@ -27,7 +30,7 @@ func seedTraffic(t *testing.T, s *stack, calls int) {
 			t.Fatalf("chat: %d", code)
 		}
 	}
-	waitFor(t, "the calls' audit records", func() bool {
+	platformtest.Until(t, 20*time.Second, "the calls' audit records", func() bool {
 		return len(s.query(t, "--principal", "svc_claims_bot")) == calls
 	})
 }

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulwarkhq/bulwark/services/audit/evidence"
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // readTarGz returns the files of a tar.gz by path.
@@ -48,7 +50,7 @@ func TestEvidence_BundleHasEveryFileAnIndexMappingEachControlAndAnAuditBundleTha
 	s := startStack(t)
 	seedTraffic(t, s, 3)
 	s.ok(t, "provider", "disable", "azure", "--reason", "INC-11")
-	waitFor(t, "the provider change in the audit log", func() bool {
+	platformtest.Until(t, 20*time.Second, "the provider change in the audit log", func() bool {
 		return strings.Contains(s.ok(t, "audit", "query", "--json", "--from", "1h"), "azure")
 	})
 

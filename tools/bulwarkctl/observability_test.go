@@ -213,7 +213,7 @@ func TestTracing_OneChatCompletionIsOneTraceAcrossEveryServiceTheProviderAndTheA
 		"audit consumer": "audit ingest bulwark.audit.v1.llm_call",
 	}
 	var names []string
-	waitFor(t, "every hop's span in the caller's trace", func() bool {
+	platformtest.Until(t, 20*time.Second, "every hop's span in the caller's trace", func() bool {
 		names = names[:0]
 		seen := map[string]bool{}
 		for _, sp := range s.spans.GetSpans() {
@@ -244,7 +244,7 @@ func TestTracing_OneChatCompletionIsOneTraceAcrossEveryServiceTheProviderAndTheA
 	}
 	// The audit record of the request carries the same trace id.
 	var recs []recordJSON
-	waitFor(t, "the request's audit record", func() bool {
+	platformtest.Until(t, 20*time.Second, "the request's audit record", func() bool {
 		recs = s.query(t, "--request-id", reqID)
 		return len(recs) == 1
 	})

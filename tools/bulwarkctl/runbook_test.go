@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 type providerJSON struct {
@@ -119,7 +122,7 @@ func TestKeysRotateProvider_WritesANewVaultVersionThatTheNextRoutedRequestUses(t
 		t.Fatalf("vault after rotation: %v (err %v)", sec, err)
 	}
 	// The router re-checks the version after its key TTL (50 ms here) without a restart.
-	waitFor(t, "the router to use the rotated key", func() bool {
+	platformtest.Until(t, 20*time.Second, "the router to use the rotated key", func() bool {
 		if _, err := s.complete(ctx, "gpt-4o-mini"); err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +225,7 @@ func TestAuditQuery_FindsTheBlastRadiusByProviderKeyDecisionAndRequest(t *testin
 	}
 
 	var recs []recordJSON
-	waitFor(t, "four llm_call records of the key", func() bool {
+	platformtest.Until(t, 20*time.Second, "four llm_call records of the key", func() bool {
 		recs = s.query(t, "--key-id", keyID)
 		return len(recs) == 4
 	})
@@ -242,7 +245,7 @@ func TestAuditQuery_FindsTheBlastRadiusByProviderKeyDecisionAndRequest(t *testin
 		t.Fatalf("records before 2000: %d", len(none))
 	}
 	var disabled []recordJSON
-	waitFor(t, "the provider disable admin action", func() bool {
+	platformtest.Until(t, 20*time.Second, "the provider disable admin action", func() bool {
 		disabled = nil
 		for _, r := range s.query(t, "--kind", "admin_action") {
 			if a := r.Event.AdminAction; a != nil && strings.Contains(a.Action, "provider") && strings.Contains(a.Target, "openai") {

@@ -2,6 +2,7 @@ package platformtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -88,6 +89,20 @@ func WaitFor(t testing.TB, limit time.Duration, what string, ok func(ctx context
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Until polls cond until it holds, and fails the test naming what it waited
+// for after limit.
+func Until(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	WaitFor(t, limit, what, func(context.Context) error {
+		if !cond() {
+			return errNotYet
+		}
+		return nil
+	})
+}
+
+var errNotYet = errors.New("not yet")
 
 // RedisCluster starts a real Redis Cluster of three primaries, each serving a
 // third of the hash slots, and returns a client for it made by

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	identityv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/identity/v1"
 	"github.com/bulwarkhq/bulwark/services/identity/internal/identity"
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 func proposePrompt(t *testing.T, e *env, author *identityv1.Principal, content string) *identityv1.Change {
@@ -217,6 +219,6 @@ func TestOutbox_AdminActionPublishedLaterWhenAuditStreamWasMissing(t *testing.T)
 	if _, err := e.js.CreateStream(e.ctx, jsStream()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(e.actionsNamed("identity.principal.create")) == 1 })
-	waitFor(t, func() bool { keys, _ := e.store.Keys(e.ctx, "outbox"); return len(keys) == 0 })
+	platformtest.Until(t, 10*time.Second, "the principal_create admin action", func() bool { return len(e.actionsNamed("identity.principal.create")) == 1 })
+	platformtest.Until(t, 10*time.Second, "an empty outbox", func() bool { keys, _ := e.store.Keys(e.ctx, "outbox"); return len(keys) == 0 })
 }
