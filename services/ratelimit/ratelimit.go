@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
@@ -87,6 +88,8 @@ type Params struct {
 	HandlerOptions []connect.HandlerOption
 	// Now is the clock; nil means the Redis server clock (tests inject one).
 	Now func() time.Time
+	// TracerProvider, when set, traces the consumption of llm_call events.
+	TracerProvider trace.TracerProvider
 }
 
 // Service is the mounted component.
@@ -138,7 +141,7 @@ func New(ctx context.Context, p Params) (*Service, error) {
 			}
 			s.Detector = det
 			sp.Alerts = det
-			s.consumer, err = events.NewConsumer(events.ConsumerParams{JS: p.JS, Logger: p.Logger, Stream: c.AuditStream,
+			s.consumer, err = events.NewConsumer(events.ConsumerParams{JS: p.JS, Logger: p.Logger, Stream: c.AuditStream, TracerProvider: p.TracerProvider,
 				Handler: func(ctx context.Context, evs []*auditv1.AuditEvent) []error {
 					_, errs := det.ObserveBatch(ctx, evs)
 					return errs

@@ -107,7 +107,7 @@ func startObservedStack(t *testing.T) *observedStack {
 	}
 	lc := config[ratelimit.Config](t)
 	lc.KeyPrefix = prefix
-	rl, err := ratelimit.New(ctx, ratelimit.Params{Config: lc, Logger: log, Redis: rdb, JS: js, HandlerOptions: opts, Registerer: reg})
+	rl, err := ratelimit.New(ctx, ratelimit.Params{Config: lc, Logger: log, Redis: rdb, JS: js, HandlerOptions: opts, Registerer: reg, TracerProvider: tp})
 	if err != nil {
 		t.Fatalf("ratelimit: %v", err)
 	}
@@ -211,6 +211,7 @@ func TestTracing_OneChatCompletionIsOneTraceAcrossEveryServiceTheProviderAndTheA
 		"router":         "bulwark.router.v1.RouterService/Complete",
 		"provider call":  "provider openai",
 		"audit consumer": "audit ingest bulwark.audit.v1.llm_call",
+		"anomaly count":  "ratelimit count bulwark.audit.v1.llm_call",
 	}
 	var names []string
 	platformtest.Until(t, 20*time.Second, "every hop's span in the caller's trace", func() bool {

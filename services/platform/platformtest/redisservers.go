@@ -102,7 +102,7 @@ func Until(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	})
 }
 
-var errNotYet = errors.New("not yet")
+var errNotYet = errors.New("the condition did not hold")
 
 // RedisCluster starts a real Redis Cluster of three primaries, each serving a
 // third of the hash slots, and returns a client for it made by

@@ -32,7 +32,8 @@ func run(ctx context.Context, p platform.Process, cfg ratelimit.Config) error {
 	if p.Interceptors.Auth, err = authz.ForService(ctx, "ratelimit", cfg.ServiceAuth, p.Log); err != nil {
 		return err
 	}
-	params := ratelimit.Params{Config: cfg, Logger: p.Log, Redis: rdb, Registerer: p.Registry, HandlerOptions: platform.HandlerOptions(p.Interceptors)}
+	params := ratelimit.Params{Config: cfg, Logger: p.Log, Redis: rdb, Registerer: p.Registry, HandlerOptions: platform.HandlerOptions(p.Interceptors),
+		TracerProvider: p.Tracer}
 	if cfg.NATS.URL != "" {
 		nc, js, err := platform.ConnectNATS(ctx, cfg.NATS, p.Log)
 		if err != nil {

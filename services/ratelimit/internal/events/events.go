@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/audit/v1"
@@ -66,6 +67,9 @@ type ConsumerParams struct {
 	// StartFrom is how far back a new durable consumer starts (its baselines learn from it); default 14 days.
 	StartFrom time.Duration
 	Handler   Handler
+	// TracerProvider, when set, records each event's receipt as a consumer
+	// span in the trace of the call the event records.
+	TracerProvider trace.TracerProvider
 }
 
 // Consumer feeds llm_call events to a handler.
@@ -186,6 +190,7 @@ func (c *Consumer) handle(ctx context.Context, batch []jetstream.Msg) {
 			_ = m.Term()
 			continue
 		}
+		platform.ConsumeSpan(ctx, c.p.TracerProvider, "ratelimit count "+m.Subject(), m.Headers())
 		evs = append(evs, ev)
 		kept = append(kept, m)
 	}

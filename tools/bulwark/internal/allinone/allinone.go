@@ -257,7 +257,7 @@ func Start(ctx context.Context, p Params) (inst *Instance, err error) {
 		lc.IdentityURL, lc.ServiceCredential = inProcessIdentity, platform.Secret(sysKey)
 	}
 	rl, err := ratelimit.New(ctx, ratelimit.Params{Config: lc, Logger: log.With("service", "ratelimit"), Redis: rdb, JS: js,
-		Registerer: reg, HandlerOptions: opts})
+		Registerer: reg, HandlerOptions: opts, TracerProvider: tp})
 	if err != nil {
 		if _, embedded := isEmbedded(redisWhere); embedded {
 			return nil, fmt.Errorf("%w: %w", ErrEmbeddedRedis, err)
