@@ -66,19 +66,16 @@ func TestNew_MountsAServiceThatIngestsAndSigns(t *testing.T) {
 	if _, err := js.Publish(ctx, "bulwark.audit.v1.admin_action", b, jetstream.WithMsgID(ev.GetEventId())); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var rec *auditv1.GetRecordResponse
+	platformtest.WaitFor(t, 20*time.Second, "the record to become provable", func(ctx context.Context) error {
 		res, err := client.GetRecord(ctx, connect.NewRequest(&auditv1.GetRecordRequest{EventId: ev.GetEventId()}))
 		if err == nil {
-			if res.Msg.GetCheckpoint().GetOrigin() != c.Origin || res.Msg.GetRecord().GetEvent().GetAdminAction().GetActor() != "root" {
-				t.Fatalf("record: %v", res.Msg)
-			}
-			break
+			rec = res.Msg
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("record never became provable: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if rec.GetCheckpoint().GetOrigin() != c.Origin || rec.GetRecord().GetEvent().GetAdminAction().GetActor() != "root" {
+		t.Fatalf("record: %v", rec)
 	}
 	if n := gaugeValue(t, reg, "bulwark_audit_checkpoint_tree_size"); n != 1 {
 		t.Fatalf("checkpoint size gauge %v, want 1", n)

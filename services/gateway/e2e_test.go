@@ -630,18 +630,13 @@ func TestE2E_PolicyChangedDropsCachedDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = nc.Flush()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	platformtest.WaitFor(t, 5*time.Second, "the policy change to apply (a 403)", func(context.Context) error {
 		err := chat()
-		var apiErr *openai.Error
-		if errors.As(err, &apiErr) && apiErr.StatusCode == 403 {
-			return
+		if apiErr := (*openai.Error)(nil); errors.As(err, &apiErr) && apiErr.StatusCode == 403 {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("policy change not applied: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("chat gave %v", err)
+	})
 }
 
 func statusOf(t *testing.T, err error) int {

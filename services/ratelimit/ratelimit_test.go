@@ -299,23 +299,20 @@ func TestHandler_ListAlertsServesAlertsFromConsumedAuditEvents(t *testing.T) {
 		}
 	}
 	// The consumer works in the background: wait (bounded) for it to catch up.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var a []*ratelimitv1.AnomalyEvent
+	platformtest.WaitFor(t, 20*time.Second, "an alert listed after the llm_call events were consumed", func(ctx context.Context) error {
 		res, err := r.clients["connect"].ListAlerts(ctx, connect.NewRequest(&ratelimitv1.ListAlertsRequest{PrincipalId: "carol"}))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if a := res.Msg.GetAlerts(); len(a) > 0 {
-			// The first event of a subject teaches; only o3, a model new after learning, alerts.
-			if len(a) != 1 || a[0].GetKind() != ratelimitv1.AnomalyKind_ANOMALY_KIND_NEW_MODEL || a[0].GetDetail() != "o3" {
-				t.Fatalf("alerts %v", a)
-			}
-			return
+		if a = res.Msg.GetAlerts(); len(a) == 0 {
+			return errors.New("no alert yet")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no alert listed after the llm_call events were consumed")
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	// The first event of a subject teaches; only o3, a model new after learning, alerts.
+	if len(a) != 1 || a[0].GetKind() != ratelimitv1.AnomalyKind_ANOMALY_KIND_NEW_MODEL || a[0].GetDetail() != "o3" {
+		t.Fatalf("alerts %v", a)
 	}
 }
 

@@ -79,13 +79,7 @@ func (e *natsEnv) stop() {
 }
 
 func (e *natsEnv) waitConnected() {
-	deadline := time.Now().Add(10 * time.Second)
-	for e.nc.Status() != nats.CONNECTED {
-		if time.Now().After(deadline) {
-			e.t.Fatal("client did not reconnect")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	platformtest.Until(e.t, 10*time.Second, "the client to reconnect", func() bool { return e.nc.Status() == nats.CONNECTED })
 }
 
 // stored returns the event ids in the audit stream, in stream order.
