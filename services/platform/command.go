@@ -67,8 +67,9 @@ func Command[C interface{ Logger() *slog.Logger }](name string, load func() (C, 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	log := cfg.Logger()
 	err = start(ctx, name, log, cfg, run)
+	signalled := ctx.Err() != nil
 	stop()
-	if err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+	if err != nil && !(signalled && errors.Is(err, context.Canceled)) {
 		log.Error(name+" stopped", "err", err)
 		os.Exit(1)
 	}
