@@ -446,8 +446,8 @@ func guarded[Req, Res any](ctx context.Context, pl *Pipeline, requestID, dep str
 // request: the all-in-one runs the redaction engine, the rate limiter and the
 // router in the gateway's process, where a panic would otherwise end it (or,
 // on the handler's goroutine, drop the connection without an answer or an
-// audit record). The panic's
-// value may quote the request and is left out; the stack is logged.
+// audit record). The panic's value may quote the request and is left out;
+// the stack is logged.
 func (pl *Pipeline) guard(ctx context.Context, requestID, dep string, err *error) {
 	if v := recover(); v != nil {
 		pl.log.ErrorContext(ctx, dep+" panicked", "request_id", requestID, "stack", string(debug.Stack()))
