@@ -63,6 +63,11 @@ func (c Config) Validate() error {
 	if err := c.CheckAuth(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	if c.CatalogFile != "" {
+		if _, err := os.Stat(c.CatalogFile); err != nil {
+			return fmt.Errorf("%w: catalog file: %w", ErrConfig, err)
+		}
+	}
 	return nil
 }
 
@@ -155,21 +160,4 @@ func New(p Params) (*Service, error) {
 	}
 	path, h := routerv1connect.NewRouterServiceHandler(impl, p.HandlerOptions...)
 	return &Service{Name: routerv1connect.RouterServiceName, Path: path, Handler: h, API: impl, Stream: impl.Stream}, nil
-}
-
-// LoadConfig reads Config from the environment.
-func LoadConfig() (Config, error) {
-	var c Config
-	if err := platform.LoadConfig("BULWARK_ROUTER_", &c); err != nil {
-		return c, err
-	}
-	if err := c.Validate(); err != nil {
-		return c, err
-	}
-	if c.CatalogFile != "" {
-		if _, err := os.Stat(c.CatalogFile); err != nil {
-			return c, fmt.Errorf("%w: catalog file: %w", ErrConfig, err)
-		}
-	}
-	return c, nil
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	platform.Command("router", router.LoadConfig, run)
+	platform.Command("router", platform.ConfigFrom[router.Config]("BULWARK_ROUTER_"), run)
 }
 
 // run serves the router; the admin RPCs' actor is the principal identity
