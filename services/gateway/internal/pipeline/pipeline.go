@@ -341,10 +341,9 @@ func (pl *Pipeline) Prepare(ctx context.Context, call *Call) (*Prepared, error) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer pl.guard(ctx, call.RequestID, "ratelimit", &resErr)
 		t := time.Now()
 		defer func() { pl.m.reserve.Observe(since(t)) }()
-		res, resErr = pl.p.Limiter.Reserve(ctx, &ratelimitv1.ReserveRequest{
+		res, resErr = guarded(ctx, pl, call.RequestID, "ratelimit", pl.p.Limiter.Reserve, &ratelimitv1.ReserveRequest{
 			RequestId: call.RequestID,
 			Subject: &ratelimitv1.Subject{ApiKeyId: a.GetApiKeyId(), PrincipalId: principal.GetId(), TeamId: principal.GetTeamId(),
 				Model: req.Model, Environment: p.Environment},
