@@ -61,22 +61,26 @@ func benchLimits() []Limit {
 // (decisions/s then counts reserve and settle pairs, the latencies are those of
 // Reserve), and "serial" with one goroutine (the latency of one decision
 // without queueing). Without settles the reservation sets grow for the whole
-// run, which makes "parallel" the pessimistic case.
+// run, which makes "parallel" the pessimistic case. "parallel-unbatched" is
+// "parallel" with every decision in a round trip of its own (a lane per
+// client goroutine), to show what sharing round trips (see batcher) gains.
 func BenchmarkReserve(b *testing.B) {
-	b.Run("parallel", func(b *testing.B) { benchReserve(b, 16, benchLimits(), false) })
-	b.Run("parallel-8", func(b *testing.B) { benchReserve(b, 8, benchLimits(), false) })
-	b.Run("parallel-1limit", func(b *testing.B) { benchReserve(b, 16, benchLimits()[:1], false) })
-	b.Run("parallel-settled", func(b *testing.B) { benchReserve(b, 16, benchLimits(), true) })
-	b.Run("serial", func(b *testing.B) { benchReserve(b, 0, benchLimits(), false) })
+	b.Run("parallel", func(b *testing.B) { benchReserve(b, 16, 0, benchLimits(), false) })
+	b.Run("parallel-unbatched", func(b *testing.B) { benchReserve(b, 16, 64, benchLimits(), false) })
+	b.Run("parallel-8", func(b *testing.B) { benchReserve(b, 8, 0, benchLimits(), false) })
+	b.Run("parallel-1limit", func(b *testing.B) { benchReserve(b, 16, 0, benchLimits()[:1], false) })
+	b.Run("parallel-settled", func(b *testing.B) { benchReserve(b, 16, 0, benchLimits(), true) })
+	b.Run("serial", func(b *testing.B) { benchReserve(b, 0, 0, benchLimits(), false) })
 }
 
 // benchReserve runs about the given number of client goroutines (rounded to a
-// multiple of GOMAXPROCS), or one loop when it is 0.
-func benchReserve(b *testing.B, goroutines int, limits []Limit, settle bool) {
+// multiple of GOMAXPROCS), or one loop when it is 0, on a limiter with the
+// given lanes (0 for the default).
+func benchReserve(b *testing.B, goroutines, lanes int, limits []Limit, settle bool) {
 	rdb, prefix := platformtest.Redis(b)
 	pool := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, PoolSize: 64, ContextTimeoutEnabled: true})
 	b.Cleanup(func() { _ = pool.Close() })
-	l, err := New(context.Background(), Params{Redis: pool, Prefix: prefix})
+	l, err := New(context.Background(), Params{Redis: pool, Prefix: prefix, Lanes: lanes})
 	if err != nil {
 		b.Fatal(err)
 	}

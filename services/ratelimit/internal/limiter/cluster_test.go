@@ -27,7 +27,7 @@ func TestReserve_ExactOnARedisClusterWithTwoReplicas(t *testing.T) {
 	other := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Options().Addrs})
 	t.Cleanup(func() { _ = other.Close() })
 	var replicas [2]*Limiter
-	for i, rdb := range []redis.Scripter{c, other} {
+	for i, rdb := range []Store{c, other} {
 		l, err := New(context.Background(), Params{Redis: rdb, Prefix: prefix, StoreTimeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)

@@ -28,6 +28,8 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
 )
 
 //go:embed reserve.lua
@@ -50,7 +52,7 @@ const MaxTTL = 24 * time.Hour
 // Params configures a Limiter.
 type Params struct {
 	// Redis is the store; a *redis.Client or *redis.ClusterClient.
-	Redis redis.Scripter
+	Redis Store
 	// Logger receives store failures; never subject values or amounts.
 	Logger *slog.Logger
 	// Prefix starts every key, e.g. "bulwark:rl:".
@@ -72,11 +74,15 @@ type Params struct {
 	// ProbeInterval is how long, after Redis failed to answer, calls go straight
 	// to the failure mode instead of waiting on Redis again; 0 means 500ms.
 	ProbeInterval time.Duration
+	// Lanes is how many round trips to Redis may be in flight at once; calls
+	// beyond them share the next round trip (see Store). 0 means 2.
+	Lanes int
 }
 
 // Limiter evaluates limits. It is safe for concurrent use.
 type Limiter struct {
-	rdb        redis.Scripter
+	rdb        Store
+	batch      *coalesce.Batcher[*op]
 	log        *slog.Logger
 	prefix     string
 	partition  Partition
@@ -97,16 +103,26 @@ var errBreakerOpen = errors.New("redis recently unreachable")
 // that interval when Redis does not answer, so an outage costs one timeout per
 // interval rather than one per request.
 func (l *Limiter) call(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
-	if time.Now().UnixNano() < l.downUntil.Load() {
+	if err := l.down(); err != nil {
 		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(errBreakerOpen)
+		cmd.SetErr(err)
 		return cmd
 	}
-	cmd := s.Run(withDeadline(ctx, time.Now().Add(l.timeout)), l.rdb, keys, args...)
+	o := &op{ctx: withDeadline(ctx, time.Now().Add(l.timeout)), script: s, keys: keys, args: args}
+	l.batch.Do(o)
+	cmd := o.cmd
 	if err := cmd.Err(); err != nil && ctx.Err() == nil && isUnavailable(err) {
 		l.downUntil.Store(time.Now().Add(l.probe).UnixNano())
 	}
 	return cmd
+}
+
+// down returns errBreakerOpen while calls skip Redis.
+func (l *Limiter) down() error {
+	if time.Now().UnixNano() < l.downUntil.Load() {
+		return errBreakerOpen
+	}
+	return nil
 }
 
 // deadlineCtx is ctx with an earlier deadline but without the timer that
@@ -161,6 +177,9 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 	if p.ProbeInterval <= 0 {
 		p.ProbeInterval = 500 * time.Millisecond
 	}
+	if p.Lanes <= 0 {
+		p.Lanes = 2
+	}
 	l := &Limiter{
 		rdb:        p.Redis,
 		log:        p.Logger,
@@ -178,6 +197,7 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 		localNow = time.Now
 	}
 	l.local = newLocal(localNow)
+	l.batch = newBatcher(p.Redis, p.Lanes, l.down)
 	lctx, cancel := context.WithTimeout(ctx, p.StoreTimeout)
 	defer cancel()
 	if err := reserveScript.Load(lctx, p.Redis).Err(); err != nil {

@@ -1,0 +1,289 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
+)
+
+// gateHook holds the first script sent to Redis until release is closed, so a
+// test can queue calls behind it, and records what each round trip carried.
+type gateHook struct {
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+	// beforePipeline, when set, runs before each pipeline is sent.
+	beforePipeline func()
+
+	mu    sync.Mutex
+	trips [][]string
+}
+
+func newGateHook() *gateHook {
+	return &gateHook{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			h.once.Do(func() {
+				close(h.entered)
+				<-h.release
+			})
+		}
+		h.record([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.beforePipeline != nil {
+			h.beforePipeline()
+		}
+		h.record(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+// record notes a round trip that carried scripts (not the handshake of a new
+// connection).
+func (h *gateHook) record(cmds []redis.Cmder) {
+	names := make([]string, len(cmds))
+	scripts := false
+	for i, c := range cmds {
+		names[i] = c.Name()
+		scripts = scripts || names[i] == "evalsha" || names[i] == "eval"
+	}
+	if !scripts {
+		return
+	}
+	h.mu.Lock()
+	h.trips = append(h.trips, names)
+	h.mu.Unlock()
+}
+
+func (h *gateHook) take() [][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.trips
+	h.trips = nil
+	return t
+}
+
+// queued waits until n calls wait for a round trip.
+func queued(t *testing.T, b *coalesce.Batcher[*op], n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); b.Queued() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued; want %d", b.Queued(), n)
+		}
+	}
+}
+
+type reserveResult struct {
+	d   Decision
+	err error
+}
+
+// reserveBehindGate starts one reservation, waits until its script is held at
+// the gate (the only lane busy), then starts the others and waits until all of
+// them queue. It returns the results in call order once the gate opens.
+func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequest, ctxs []context.Context) []reserveResult {
+	t.Helper()
+	out := make([]reserveResult, len(reqs))
+	var wg sync.WaitGroup
+	start := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].d, out[i].err = l.Reserve(ctxs[i], reqs[i])
+		}()
+	}
+	start(0)
+	<-h.entered
+	for i := 1; i < len(reqs); i++ {
+		start(i)
+		queued(t, l.batch, i) // one by one, so the queue keeps call order
+	}
+	close(h.release)
+	wg.Wait()
+	return out
+}
+
+// gatedLimiter is a limiter with one lane on rdb, whose first script waits at
+// the returned gate.
+func gatedLimiter(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *gateHook) {
+	t.Helper()
+	l, err := New(context.Background(), Params{Redis: rdb, Lanes: 1, StoreTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newGateHook()
+	rdb.AddHook(h)
+	return l, h
+}
+
+func requests(n int, limits []Limit) ([]ReserveRequest, []context.Context) {
+	reqs := make([]ReserveRequest, n)
+	ctxs := make([]context.Context, n)
+	for i := range reqs {
+		reqs[i] = ReserveRequest{RequestID: fmt.Sprintf("r%d", i), Subject: subject(), Limits: limits, InputTokens: 10}
+		ctxs[i] = context.Background()
+	}
+	return reqs, ctxs
+}
+
+func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
+	rdb, _ := privateRedis(t)
+	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	// 12 calls against a limit of 7: the pipelined scripts still run one at a
+	// time in Redis, so exactly 7 are granted.
+	const calls, limit = 12, 7
+	reqs, ctxs := requests(calls, []Limit{{Name: "inflight", Kind: KindConcurrency, Dimensions: []Dimension{DimAPIKey}, Limit: limit}})
+	res := reserveBehindGate(t, l, h, reqs, ctxs)
+
+	granted := 0
+	for i, r := range res {
+		if r.err != nil {
+			t.Fatalf("call %d: %v", i, r.err)
+		}
+		if r.d.Allowed {
+			granted++
+		} else if r.d.DeniedBy != "inflight" {
+			t.Fatalf("call %d denied by %q; want inflight", i, r.d.DeniedBy)
+		}
+	}
+	if granted != limit {
+		t.Fatalf("granted %d; want exactly %d", granted, limit)
+	}
+	// The gated call went alone; the 11 that queued behind it went together,
+	// each as one EVALSHA of its own.
+	trips := h.take()
+	want := make([]string, calls-1)
+	for i := range want {
+		want[i] = "evalsha"
+	}
+	if len(trips) != 2 || len(trips[0]) != 1 || trips[0][0] != "evalsha" || fmt.Sprint(trips[1]) != fmt.Sprint(want) {
+		t.Fatalf("round trips %v; want [evalsha] then one pipeline of %d evalsha", trips, calls-1)
+	}
+	// Idle again: the next call takes a free lane and goes on its own.
+	if d, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: reqs[0].Limits}); err != nil || d.Allowed {
+		t.Fatalf("after the batch: %v %+v; want a denial (the limit is full)", err, d)
+	}
+	if trips := h.take(); len(trips) != 1 || len(trips[0]) != 1 {
+		t.Fatalf("an idle limiter sent %v; want one evalsha", trips)
+	}
+}
+
+func TestReserve_QueuedCallsSurviveRedisForgettingTheScript(t *testing.T) {
+	rdb, _ := privateRedis(t)
+	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	reqs, ctxs := requests(5, []Limit{{Name: "tpm", Kind: KindTokens, Limit: 1000, Period: time.Minute}})
+	// A failover or restart while calls wait: the pipeline meets NOSCRIPT. The
+	// flush goes on a connection of its own.
+	other := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	t.Cleanup(func() { _ = other.Close() })
+	h.beforePipeline = func() {
+		if err := other.ScriptFlush(context.Background()).Err(); err != nil {
+			t.Error(err)
+		}
+	}
+	for i, r := range reserveBehindGate(t, l, h, reqs, ctxs) {
+		if r.err != nil || !r.d.Allowed {
+			t.Fatalf("call %d after SCRIPT FLUSH: %v %+v", i, r.err, r.d)
+		}
+	}
+	// Each request was counted once, whichever way its script went.
+	u, err := l.Usage(context.Background(), subject(), reqs[0].Limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != 1 || u[0].Remaining != 1000-5*10 {
+		t.Fatalf("usage %+v; want the 5 calls' 10 tokens each counted once", u)
+	}
+}
+
+func TestReserve_OneQueuedCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
+	rdb, _ := privateRedis(t)
+	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	reqs, ctxs := requests(4, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
+	ctx, cancel := context.WithCancel(context.Background())
+	ctxs[1] = ctx // the first queued call is the one that sends the batch
+	go func() {
+		queued(t, l.batch, 3)
+		cancel()
+	}()
+	res := reserveBehindGate(t, l, h, reqs, ctxs)
+	if !errors.Is(res[1].err, context.Canceled) {
+		t.Fatalf("cancelled call: %v; want context.Canceled", res[1].err)
+	}
+	for _, i := range []int{0, 2, 3} {
+		if res[i].err != nil || !res[i].d.Allowed {
+			t.Fatalf("call %d: %v %+v", i, res[i].err, res[i].d)
+		}
+	}
+	// The cancelled call's script was never sent; it holds no slot.
+	u, err := l.Usage(context.Background(), subject(), reqs[0].Limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != 1 || u[0].Remaining != 10-3 {
+		t.Fatalf("usage %+v; want the 3 calls that went through", u)
+	}
+	if l.down() != nil {
+		t.Fatal("a caller's cancellation marked Redis down")
+	}
+}
+
+func TestReserve_QueuedCallsPastTheirDeadlineFailWithoutBeingSent(t *testing.T) {
+	rdb, _ := privateRedis(t)
+	l, h := gatedLimiter(t, rdb, 300*time.Millisecond)
+	reqs, ctxs := requests(3, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
+	reqs[2].FailOpen = true
+	// The gate opens only after the queued calls' deadlines have passed.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		queued(t, l.batch, 2)
+		time.Sleep(400 * time.Millisecond)
+	}()
+	res := make([]reserveResult, 3)
+	var wg sync.WaitGroup
+	for i := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].d, res[i].err = l.Reserve(ctxs[i], reqs[i])
+		}()
+		if i == 0 {
+			<-h.entered
+		} else {
+			queued(t, l.batch, i)
+		}
+	}
+	<-done
+	close(h.release)
+	wg.Wait()
+	// (The gated call was already on its way to Redis; how it ends is not
+	// this test's business.)
+	if !errors.Is(res[1].err, ErrStoreUnavailable) {
+		t.Fatalf("queued call: %v; want ErrStoreUnavailable (fail closed)", res[1].err)
+	}
+	if res[2].err != nil || !res[2].d.Allowed || !res[2].d.Degraded {
+		t.Fatalf("fail-open call: %v %+v; want a degraded grant from the local limiter", res[2].err, res[2].d)
+	}
+	trips := h.take()
+	if len(trips) != 1 {
+		t.Fatalf("round trips %v; want only the gated one (the expired calls are not sent)", trips)
+	}
+}
