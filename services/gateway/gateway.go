@@ -45,6 +45,10 @@ type Config struct {
 	RedactionURL string `env:"REDACTION_URL" default:"http://127.0.0.1:8082"`
 	RatelimitURL string `env:"RATELIMIT_URL" default:"http://127.0.0.1:8083"`
 	RouterURL    string `env:"ROUTER_URL" default:"http://127.0.0.1:8084"`
+	// RatelimitLanes is how many calls to the rate limit service may be in
+	// flight at once in split mode; reservations made meanwhile go together
+	// in one ReserveBatch call. 0 sends every reservation on its own.
+	RatelimitLanes int `env:"RATELIMIT_LANES" default:"2"`
 	// ServiceToken authenticates the gateway to the other services, if they require it.
 	ServiceToken platform.Secret `env:"SERVICE_TOKEN"`
 	// DefaultEnvironment applies when neither the key nor x-bulwark-environment names one.

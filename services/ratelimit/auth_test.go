@@ -54,6 +54,9 @@ func TestAuthz_EveryRPCNeedsACredentialWhoseRoleHoldsItsPermission(t *testing.T)
 			if _, err := reserve(s.AppKey); connect.CodeOf(err) != connect.CodePermissionDenied {
 				t.Fatalf("app role: %v", err)
 			}
+			if _, err := c.ReserveBatch(ctx, authztest.WithKey(&ratelimitv1.ReserveBatchRequest{}, s.AppKey)); connect.CodeOf(err) != connect.CodePermissionDenied {
+				t.Fatalf("app role batch: %v", err)
+			}
 			if _, err := c.GetUsage(ctx, authztest.WithKey(&ratelimitv1.GetUsageRequest{Subject: subject("authz-" + name), Limits: limits()}, s.AppKey)); connect.CodeOf(err) != connect.CodePermissionDenied {
 				t.Fatalf("app role reading usage: %v", err)
 			}

@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,23 +17,43 @@ import (
 	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
+	"github.com/bulwarkhq/bulwark/services/ratelimit/ratelimitclient"
 )
 
 // BenchmarkReserveConnect measures Reserve decisions over Connect and gRPC
-// (HTTP/2 h2c on loopback, protobuf) against the real Redis: four limits per
-// decision over 1,000 subjects. Client, server and Redis share the two cores.
+// (loopback, protobuf) against the real Redis: four limits per decision over
+// 1,000 subjects. Client, server and Redis share the two cores.
+// "batched" is the Connect client wrapped as the gateway uses it in split mode
+// (ratelimitclient.Batching, two lanes): concurrent decisions share
+// ReserveBatch calls. 16 client goroutines, or 32 where the name says so.
 func BenchmarkReserveConnect(b *testing.B) {
-	for _, proto := range []string{"connect", "grpc"} {
-		b.Run(proto, func(b *testing.B) {
+	for _, bc := range []struct {
+		name, proto string
+		batched     bool
+		goroutines  int
+	}{
+		{"connect", "connect", false, 16},
+		{"grpc", "grpc", false, 16},
+		{"batched", "connect", true, 16},
+		{"connect-32", "connect", false, 32},
+		{"batched-32", "connect", true, 32},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			rdb, prefix := platformtest.Redis(b)
-			pool := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, PoolSize: 64})
+			pool := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, PoolSize: 64, ContextTimeoutEnabled: true})
 			b.Cleanup(func() { _ = pool.Close() })
-			benchClient(b, start(b, pool, prefix, nil).clients[proto])
+			c := start(b, pool, prefix, nil).clients[bc.proto]
+			if bc.batched {
+				c = ratelimitclient.NewBatching(c, 2)
+			}
+			benchClient(b, c, bc.goroutines)
 		})
 	}
 }
 
-func benchClient(b *testing.B, c ratelimitv1connect.RateLimitServiceClient) {
+// benchClient runs about the given number of client goroutines (rounded to a
+// multiple of GOMAXPROCS).
+func benchClient(b *testing.B, c ratelimitv1connect.RateLimitServiceClient, goroutines int) {
 	lim := []*ratelimitv1.LimitSpec{
 		{Name: "rpm", Kind: ratelimitv1.LimitKind_LIMIT_KIND_REQUESTS, Dimensions: []ratelimitv1.Dimension{ratelimitv1.Dimension_DIMENSION_API_KEY},
 			Limit: 1_000_000, Burst: 1_000_000, Period: durationpb.New(time.Minute)},
@@ -45,7 +66,7 @@ func benchClient(b *testing.B, c ratelimitv1connect.RateLimitServiceClient) {
 	var seq atomic.Int64
 	var mu sync.Mutex
 	var all []time.Duration
-	b.SetParallelism(8)
+	b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	begin := time.Now()
 	b.RunParallel(func(pb *testing.PB) {

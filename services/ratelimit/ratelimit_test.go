@@ -26,6 +26,7 @@ import (
 )
 
 type rig struct {
+	url     string
 	js      jetstream.JetStream
 	clients map[string]ratelimitv1connect.RateLimitServiceClient
 }
@@ -74,7 +75,7 @@ func start(t testing.TB, rdb interface {
 		t.Fatal(err)
 	}
 	url := platformtest.Serve(t, srv.Handler())
-	return &rig{js: js, clients: map[string]ratelimitv1connect.RateLimitServiceClient{
+	return &rig{url: url, js: js, clients: map[string]ratelimitv1connect.RateLimitServiceClient{
 		"connect": ratelimitv1connect.NewRateLimitServiceClient(platform.HTTPClient(), url),
 		"grpc":    ratelimitv1connect.NewRateLimitServiceClient(platform.HTTPClient(), url, connect.WithGRPC()),
 	}}

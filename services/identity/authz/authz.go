@@ -110,6 +110,7 @@ var table = []Rule{
 	r(gatewaySvc, "ListModels", ActionLLMModelsList, false),
 
 	r(ratelimitSvc, "Reserve", "ratelimit.reserve", false),
+	r(ratelimitSvc, "ReserveBatch", "ratelimit.reserve", false),
 	r(ratelimitSvc, "Settle", "ratelimit.reserve", false),
 	r(ratelimitSvc, "Release", "ratelimit.reserve", false),
 	r(ratelimitSvc, "GetUsage", "ratelimit.usage.read", false),

@@ -63,11 +63,12 @@ var expected = map[string]string{
 	"/bulwark.gateway.v1.GatewayService/StreamChatComplete": "admin developer app",
 	"/bulwark.gateway.v1.GatewayService/ListModels":         "admin approver developer viewer app system",
 
-	"/bulwark.ratelimit.v1.RateLimitService/Reserve":    "admin system",
-	"/bulwark.ratelimit.v1.RateLimitService/Settle":     "admin system",
-	"/bulwark.ratelimit.v1.RateLimitService/Release":    "admin system",
-	"/bulwark.ratelimit.v1.RateLimitService/GetUsage":   "admin approver developer viewer",
-	"/bulwark.ratelimit.v1.RateLimitService/ListAlerts": "admin approver developer viewer",
+	"/bulwark.ratelimit.v1.RateLimitService/Reserve":      "admin system",
+	"/bulwark.ratelimit.v1.RateLimitService/ReserveBatch": "admin system",
+	"/bulwark.ratelimit.v1.RateLimitService/Settle":       "admin system",
+	"/bulwark.ratelimit.v1.RateLimitService/Release":      "admin system",
+	"/bulwark.ratelimit.v1.RateLimitService/GetUsage":     "admin approver developer viewer",
+	"/bulwark.ratelimit.v1.RateLimitService/ListAlerts":   "admin approver developer viewer",
 
 	"/bulwark.redaction.v1.RedactionService/Redact":       "admin system",
 	"/bulwark.redaction.v1.RedactionService/Restore":      "admin system",

@@ -16,6 +16,7 @@ import (
 	"github.com/bulwarkhq/bulwark/services/audit/payloadhash"
 	"github.com/bulwarkhq/bulwark/services/gateway"
 	"github.com/bulwarkhq/bulwark/services/platform"
+	"github.com/bulwarkhq/bulwark/services/ratelimit/ratelimitclient"
 )
 
 func main() {
@@ -80,12 +81,17 @@ func run(ctx context.Context, p platform.Process, cfg gateway.Config) error {
 	// Tracing first, so each outgoing call carries the request's trace context.
 	opts := connect.WithClientOptions(append(traceOpts, connect.WithInterceptors(streamBearer{cfg.ServiceToken}))...)
 	router := routerv1connect.NewRouterServiceClient(hc, cfg.RouterURL, opts)
+	rl := ratelimitv1connect.NewRateLimitServiceClient(hc, cfg.RatelimitURL, opts)
+	var limiter gateway.Limiter = rl
+	if cfg.RatelimitLanes > 0 {
+		limiter = ratelimitclient.NewBatching(rl, cfg.RatelimitLanes)
+	}
 	reg := p.Registry
 	gw, err := gateway.New(gateway.Params{
 		Config: cfg, Logger: log,
 		Authenticator: identityv1connect.NewIdentityServiceClient(hc, cfg.IdentityURL, opts),
 		Authorizer:    identityv1connect.NewPolicyServiceClient(hc, cfg.IdentityURL, opts),
-		Limiter:       ratelimitv1connect.NewRateLimitServiceClient(hc, cfg.RatelimitURL, opts),
+		Limiter:       limiter,
 		Redactor:      redactionv1connect.NewRedactionServiceClient(hc, cfg.RedactionURL, opts),
 		Router:        router,
 		Streamer:      gateway.StreamerFromClient(router),

@@ -6,7 +6,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -64,7 +66,7 @@ func New(p Params) (*Server, error) {
 
 // toErr maps domain errors to Connect errors. Messages are the sentinel's own
 // text: never subject values or amounts.
-func (s *Server) toErr(ctx context.Context, err error) error {
+func (s *Server) toErr(ctx context.Context, err error) *connect.Error {
 	switch {
 	case errors.Is(err, limiter.ErrInvalidRequest):
 		return connect.NewError(connect.CodeInvalidArgument, err)
@@ -120,7 +122,43 @@ func statuses(in []limiter.Status) []*ratelimitv1.LimitStatus {
 
 // Reserve implements RateLimitService.Reserve.
 func (s *Server) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.ReserveRequest]) (*connect.Response[ratelimitv1.ReserveResponse], error) {
-	m := req.Msg
+	resp, err := s.reserve(ctx, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// MaxBatch is the most requests one ReserveBatch may carry.
+const MaxBatch = 256
+
+// ReserveBatch implements RateLimitService.ReserveBatch: each request is
+// decided as Reserve would, concurrently, so that their scripts share round
+// trips to Redis too.
+func (s *Server) ReserveBatch(ctx context.Context, req *connect.Request[ratelimitv1.ReserveBatchRequest]) (*connect.Response[ratelimitv1.ReserveBatchResponse], error) {
+	reqs := req.Msg.GetRequests()
+	if len(reqs) > MaxBatch {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("a batch holds at most %d requests, not %d", MaxBatch, len(reqs)))
+	}
+	results := make([]*ratelimitv1.ReserveResult, len(reqs))
+	var wg sync.WaitGroup
+	for i, m := range reqs {
+		wg.Go(func() {
+			resp, err := s.reserve(ctx, m)
+			if err != nil {
+				results[i] = &ratelimitv1.ReserveResult{Result: &ratelimitv1.ReserveResult_Error{Error: &ratelimitv1.ReserveError{
+					Code: uint32(err.Code()), Message: err.Message()}}}
+				return
+			}
+			results[i] = &ratelimitv1.ReserveResult{Result: &ratelimitv1.ReserveResult_Response{Response: resp}}
+		})
+	}
+	wg.Wait()
+	return connect.NewResponse(&ratelimitv1.ReserveBatchResponse{Results: results}), nil
+}
+
+// reserve decides one request.
+func (s *Server) reserve(ctx context.Context, m *ratelimitv1.ReserveRequest) (*ratelimitv1.ReserveResponse, *connect.Error) {
 	d, err := s.p.Limiter.Reserve(ctx, limiter.ReserveRequest{
 		RequestID: m.GetRequestId(), Subject: subject(m.GetSubject()), Limits: limits(m.GetLimits()),
 		InputTokens: m.GetEstimatedInputTokens(), MaxOutputTokens: m.GetMaxOutputTokens(),
@@ -137,7 +175,7 @@ func (s *Server) Reserve(ctx context.Context, req *connect.Request[ratelimitv1.R
 	if !d.Allowed && s.p.Denials != nil {
 		s.announceDenial(ctx, m, resp, d)
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 func (s *Server) announceDenial(ctx context.Context, m *ratelimitv1.ReserveRequest, resp *ratelimitv1.ReserveResponse, d limiter.Decision) {

@@ -726,6 +726,240 @@ func (x *ReserveResponse) GetReservedCostMicros() int64 {
 	return 0
 }
 
+// ReserveBatchRequest holds requests to decide together.
+type ReserveBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// requests to decide, at most 256; each is as for Reserve.
+	Requests      []*ReserveRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchRequest) Reset() {
+	*x = ReserveBatchRequest{}
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchRequest) ProtoMessage() {}
+
+func (x *ReserveBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReserveBatchRequest) Descriptor() ([]byte, []int) {
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReserveBatchRequest) GetRequests() []*ReserveRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ReserveBatchResponse holds one result per request.
+type ReserveBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results in the order of the requests.
+	Results       []*ReserveResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchResponse) Reset() {
+	*x = ReserveBatchResponse{}
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchResponse) ProtoMessage() {}
+
+func (x *ReserveBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReserveBatchResponse) Descriptor() ([]byte, []int) {
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReserveBatchResponse) GetResults() []*ReserveResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ReserveResult is one request's decision, or the error Reserve would have answered for it.
+type ReserveResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// result is exactly one of the two.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ReserveResult_Response
+	//	*ReserveResult_Error
+	Result        isReserveResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveResult) Reset() {
+	*x = ReserveResult{}
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveResult) ProtoMessage() {}
+
+func (x *ReserveResult) ProtoReflect() protoreflect.Message {
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveResult.ProtoReflect.Descriptor instead.
+func (*ReserveResult) Descriptor() ([]byte, []int) {
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReserveResult) GetResult() isReserveResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReserveResult) GetResponse() *ReserveResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveResult_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *ReserveResult) GetError() *ReserveError {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isReserveResult_Result interface {
+	isReserveResult_Result()
+}
+
+type ReserveResult_Response struct {
+	// response is the decision.
+	Response *ReserveResponse `protobuf:"bytes,1,opt,name=response,proto3,oneof"`
+}
+
+type ReserveResult_Error struct {
+	// error is why no decision was made.
+	Error *ReserveError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*ReserveResult_Response) isReserveResult_Result() {}
+
+func (*ReserveResult_Error) isReserveResult_Result() {}
+
+// ReserveError is an error Reserve would have answered for one request of a batch.
+type ReserveError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the gRPC status code (Connect uses the same numbers), e.g. 3 invalid argument, 14 unavailable.
+	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// message is the error's text; it never holds subject values or amounts.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveError) Reset() {
+	*x = ReserveError{}
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveError) ProtoMessage() {}
+
+func (x *ReserveError) ProtoReflect() protoreflect.Message {
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveError.ProtoReflect.Descriptor instead.
+func (*ReserveError) Descriptor() ([]byte, []int) {
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReserveError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ReserveError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // SettleRequest reports actual usage.
 type SettleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -745,7 +979,7 @@ type SettleRequest struct {
 
 func (x *SettleRequest) Reset() {
 	*x = SettleRequest{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[5]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +991,7 @@ func (x *SettleRequest) String() string {
 func (*SettleRequest) ProtoMessage() {}
 
 func (x *SettleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[5]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +1004,7 @@ func (x *SettleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleRequest.ProtoReflect.Descriptor instead.
 func (*SettleRequest) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{5}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SettleRequest) GetReservationId() string {
@@ -821,7 +1055,7 @@ type SettleResponse struct {
 
 func (x *SettleResponse) Reset() {
 	*x = SettleResponse{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[6]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1067,7 @@ func (x *SettleResponse) String() string {
 func (*SettleResponse) ProtoMessage() {}
 
 func (x *SettleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[6]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1080,7 @@ func (x *SettleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleResponse.ProtoReflect.Descriptor instead.
 func (*SettleResponse) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{6}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SettleResponse) GetSettled() bool {
@@ -874,7 +1108,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[7]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1120,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[7]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1133,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{7}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseRequest) GetReservationId() string {
@@ -920,7 +1154,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[8]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1166,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[8]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1179,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{8}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReleaseResponse) GetReleased() bool {
@@ -968,7 +1202,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[9]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1214,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[9]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1227,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{9}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetUsageRequest) GetSubject() *Subject {
@@ -1021,7 +1255,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[10]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1267,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[10]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1280,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{10}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetUsageResponse) GetStatuses() []*LimitStatus {
@@ -1073,7 +1307,7 @@ type ListAlertsRequest struct {
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[11]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1319,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[11]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1332,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{11}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAlertsRequest) GetPrincipalId() string {
@@ -1142,7 +1376,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[12]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1388,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[12]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1401,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{12}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*AnomalyEvent {
@@ -1220,7 +1454,7 @@ type AnomalyEvent struct {
 
 func (x *AnomalyEvent) Reset() {
 	*x = AnomalyEvent{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[13]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1466,7 @@ func (x *AnomalyEvent) String() string {
 func (*AnomalyEvent) ProtoMessage() {}
 
 func (x *AnomalyEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[13]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1479,7 @@ func (x *AnomalyEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnomalyEvent.ProtoReflect.Descriptor instead.
 func (*AnomalyEvent) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{13}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AnomalyEvent) GetEventId() string {
@@ -1361,7 +1595,7 @@ type LimitExceededEvent struct {
 
 func (x *LimitExceededEvent) Reset() {
 	*x = LimitExceededEvent{}
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[14]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1607,7 @@ func (x *LimitExceededEvent) String() string {
 func (*LimitExceededEvent) ProtoMessage() {}
 
 func (x *LimitExceededEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[14]
+	mi := &file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1620,7 @@ func (x *LimitExceededEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitExceededEvent.ProtoReflect.Descriptor instead.
 func (*LimitExceededEvent) Descriptor() ([]byte, []int) {
-	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{14}
+	return file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LimitExceededEvent) GetEventId() string {
@@ -1482,7 +1716,18 @@ const file_bulwark_ratelimit_v1_ratelimit_proto_rawDesc = "" +
 	"retryAfter\x12\x1a\n" +
 	"\bdegraded\x18\x06 \x01(\bR\bdegraded\x12'\n" +
 	"\x0freserved_tokens\x18\a \x01(\x03R\x0ereservedTokens\x120\n" +
-	"\x14reserved_cost_micros\x18\b \x01(\x03R\x12reservedCostMicros\"\xc2\x01\n" +
+	"\x14reserved_cost_micros\x18\b \x01(\x03R\x12reservedCostMicros\"W\n" +
+	"\x13ReserveBatchRequest\x12@\n" +
+	"\brequests\x18\x01 \x03(\v2$.bulwark.ratelimit.v1.ReserveRequestR\brequests\"U\n" +
+	"\x14ReserveBatchResponse\x12=\n" +
+	"\aresults\x18\x01 \x03(\v2#.bulwark.ratelimit.v1.ReserveResultR\aresults\"\x9a\x01\n" +
+	"\rReserveResult\x12C\n" +
+	"\bresponse\x18\x01 \x01(\v2%.bulwark.ratelimit.v1.ReserveResponseH\x00R\bresponse\x12:\n" +
+	"\x05error\x18\x02 \x01(\v2\".bulwark.ratelimit.v1.ReserveErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"<\n" +
+	"\fReserveError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xc2\x01\n" +
 	"\rSettleRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12!\n" +
 	"\finput_tokens\x18\x02 \x01(\x03R\vinputTokens\x12#\n" +
@@ -1557,9 +1802,10 @@ const file_bulwark_ratelimit_v1_ratelimit_proto_rawDesc = "" +
 	"\x19ANOMALY_KIND_NEW_PROVIDER\x10\x03\x12\x1a\n" +
 	"\x16ANOMALY_KIND_OFF_HOURS\x10\x04\x12\x1d\n" +
 	"\x19ANOMALY_KIND_DENIAL_BURST\x10\x05\x12 \n" +
-	"\x1cANOMALY_KIND_INJECTION_BURST\x10\x062\xdd\x03\n" +
+	"\x1cANOMALY_KIND_INJECTION_BURST\x10\x062\xc4\x04\n" +
 	"\x10RateLimitService\x12V\n" +
-	"\aReserve\x12$.bulwark.ratelimit.v1.ReserveRequest\x1a%.bulwark.ratelimit.v1.ReserveResponse\x12S\n" +
+	"\aReserve\x12$.bulwark.ratelimit.v1.ReserveRequest\x1a%.bulwark.ratelimit.v1.ReserveResponse\x12e\n" +
+	"\fReserveBatch\x12).bulwark.ratelimit.v1.ReserveBatchRequest\x1a*.bulwark.ratelimit.v1.ReserveBatchResponse\x12S\n" +
 	"\x06Settle\x12#.bulwark.ratelimit.v1.SettleRequest\x1a$.bulwark.ratelimit.v1.SettleResponse\x12V\n" +
 	"\aRelease\x12$.bulwark.ratelimit.v1.ReleaseRequest\x1a%.bulwark.ratelimit.v1.ReleaseResponse\x12^\n" +
 	"\bGetUsage\x12%.bulwark.ratelimit.v1.GetUsageRequest\x1a&.bulwark.ratelimit.v1.GetUsageResponse\"\x03\x90\x02\x01\x12d\n" +
@@ -1580,7 +1826,7 @@ func file_bulwark_ratelimit_v1_ratelimit_proto_rawDescGZIP() []byte {
 }
 
 var file_bulwark_ratelimit_v1_ratelimit_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_bulwark_ratelimit_v1_ratelimit_proto_goTypes = []any{
 	(LimitKind)(0),                // 0: bulwark.ratelimit.v1.LimitKind
 	(Dimension)(0),                // 1: bulwark.ratelimit.v1.Dimension
@@ -1590,56 +1836,66 @@ var file_bulwark_ratelimit_v1_ratelimit_proto_goTypes = []any{
 	(*LimitStatus)(nil),           // 5: bulwark.ratelimit.v1.LimitStatus
 	(*ReserveRequest)(nil),        // 6: bulwark.ratelimit.v1.ReserveRequest
 	(*ReserveResponse)(nil),       // 7: bulwark.ratelimit.v1.ReserveResponse
-	(*SettleRequest)(nil),         // 8: bulwark.ratelimit.v1.SettleRequest
-	(*SettleResponse)(nil),        // 9: bulwark.ratelimit.v1.SettleResponse
-	(*ReleaseRequest)(nil),        // 10: bulwark.ratelimit.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),       // 11: bulwark.ratelimit.v1.ReleaseResponse
-	(*GetUsageRequest)(nil),       // 12: bulwark.ratelimit.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),      // 13: bulwark.ratelimit.v1.GetUsageResponse
-	(*ListAlertsRequest)(nil),     // 14: bulwark.ratelimit.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),    // 15: bulwark.ratelimit.v1.ListAlertsResponse
-	(*AnomalyEvent)(nil),          // 16: bulwark.ratelimit.v1.AnomalyEvent
-	(*LimitExceededEvent)(nil),    // 17: bulwark.ratelimit.v1.LimitExceededEvent
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*ReserveBatchRequest)(nil),   // 8: bulwark.ratelimit.v1.ReserveBatchRequest
+	(*ReserveBatchResponse)(nil),  // 9: bulwark.ratelimit.v1.ReserveBatchResponse
+	(*ReserveResult)(nil),         // 10: bulwark.ratelimit.v1.ReserveResult
+	(*ReserveError)(nil),          // 11: bulwark.ratelimit.v1.ReserveError
+	(*SettleRequest)(nil),         // 12: bulwark.ratelimit.v1.SettleRequest
+	(*SettleResponse)(nil),        // 13: bulwark.ratelimit.v1.SettleResponse
+	(*ReleaseRequest)(nil),        // 14: bulwark.ratelimit.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),       // 15: bulwark.ratelimit.v1.ReleaseResponse
+	(*GetUsageRequest)(nil),       // 16: bulwark.ratelimit.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),      // 17: bulwark.ratelimit.v1.GetUsageResponse
+	(*ListAlertsRequest)(nil),     // 18: bulwark.ratelimit.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),    // 19: bulwark.ratelimit.v1.ListAlertsResponse
+	(*AnomalyEvent)(nil),          // 20: bulwark.ratelimit.v1.AnomalyEvent
+	(*LimitExceededEvent)(nil),    // 21: bulwark.ratelimit.v1.LimitExceededEvent
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_bulwark_ratelimit_v1_ratelimit_proto_depIdxs = []int32{
 	0,  // 0: bulwark.ratelimit.v1.LimitSpec.kind:type_name -> bulwark.ratelimit.v1.LimitKind
 	1,  // 1: bulwark.ratelimit.v1.LimitSpec.dimensions:type_name -> bulwark.ratelimit.v1.Dimension
-	18, // 2: bulwark.ratelimit.v1.LimitSpec.period:type_name -> google.protobuf.Duration
+	22, // 2: bulwark.ratelimit.v1.LimitSpec.period:type_name -> google.protobuf.Duration
 	0,  // 3: bulwark.ratelimit.v1.LimitStatus.kind:type_name -> bulwark.ratelimit.v1.LimitKind
-	18, // 4: bulwark.ratelimit.v1.LimitStatus.reset_after:type_name -> google.protobuf.Duration
-	18, // 5: bulwark.ratelimit.v1.LimitStatus.retry_after:type_name -> google.protobuf.Duration
+	22, // 4: bulwark.ratelimit.v1.LimitStatus.reset_after:type_name -> google.protobuf.Duration
+	22, // 5: bulwark.ratelimit.v1.LimitStatus.retry_after:type_name -> google.protobuf.Duration
 	4,  // 6: bulwark.ratelimit.v1.ReserveRequest.subject:type_name -> bulwark.ratelimit.v1.Subject
 	3,  // 7: bulwark.ratelimit.v1.ReserveRequest.limits:type_name -> bulwark.ratelimit.v1.LimitSpec
-	18, // 8: bulwark.ratelimit.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
+	22, // 8: bulwark.ratelimit.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
 	5,  // 9: bulwark.ratelimit.v1.ReserveResponse.statuses:type_name -> bulwark.ratelimit.v1.LimitStatus
-	18, // 10: bulwark.ratelimit.v1.ReserveResponse.retry_after:type_name -> google.protobuf.Duration
-	4,  // 11: bulwark.ratelimit.v1.GetUsageRequest.subject:type_name -> bulwark.ratelimit.v1.Subject
-	3,  // 12: bulwark.ratelimit.v1.GetUsageRequest.limits:type_name -> bulwark.ratelimit.v1.LimitSpec
-	5,  // 13: bulwark.ratelimit.v1.GetUsageResponse.statuses:type_name -> bulwark.ratelimit.v1.LimitStatus
-	19, // 14: bulwark.ratelimit.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
-	16, // 15: bulwark.ratelimit.v1.ListAlertsResponse.alerts:type_name -> bulwark.ratelimit.v1.AnomalyEvent
-	19, // 16: bulwark.ratelimit.v1.AnomalyEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 17: bulwark.ratelimit.v1.AnomalyEvent.kind:type_name -> bulwark.ratelimit.v1.AnomalyKind
-	19, // 18: bulwark.ratelimit.v1.LimitExceededEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 19: bulwark.ratelimit.v1.LimitExceededEvent.subject:type_name -> bulwark.ratelimit.v1.Subject
-	5,  // 20: bulwark.ratelimit.v1.LimitExceededEvent.limit:type_name -> bulwark.ratelimit.v1.LimitStatus
-	6,  // 21: bulwark.ratelimit.v1.RateLimitService.Reserve:input_type -> bulwark.ratelimit.v1.ReserveRequest
-	8,  // 22: bulwark.ratelimit.v1.RateLimitService.Settle:input_type -> bulwark.ratelimit.v1.SettleRequest
-	10, // 23: bulwark.ratelimit.v1.RateLimitService.Release:input_type -> bulwark.ratelimit.v1.ReleaseRequest
-	12, // 24: bulwark.ratelimit.v1.RateLimitService.GetUsage:input_type -> bulwark.ratelimit.v1.GetUsageRequest
-	14, // 25: bulwark.ratelimit.v1.RateLimitService.ListAlerts:input_type -> bulwark.ratelimit.v1.ListAlertsRequest
-	7,  // 26: bulwark.ratelimit.v1.RateLimitService.Reserve:output_type -> bulwark.ratelimit.v1.ReserveResponse
-	9,  // 27: bulwark.ratelimit.v1.RateLimitService.Settle:output_type -> bulwark.ratelimit.v1.SettleResponse
-	11, // 28: bulwark.ratelimit.v1.RateLimitService.Release:output_type -> bulwark.ratelimit.v1.ReleaseResponse
-	13, // 29: bulwark.ratelimit.v1.RateLimitService.GetUsage:output_type -> bulwark.ratelimit.v1.GetUsageResponse
-	15, // 30: bulwark.ratelimit.v1.RateLimitService.ListAlerts:output_type -> bulwark.ratelimit.v1.ListAlertsResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	22, // 10: bulwark.ratelimit.v1.ReserveResponse.retry_after:type_name -> google.protobuf.Duration
+	6,  // 11: bulwark.ratelimit.v1.ReserveBatchRequest.requests:type_name -> bulwark.ratelimit.v1.ReserveRequest
+	10, // 12: bulwark.ratelimit.v1.ReserveBatchResponse.results:type_name -> bulwark.ratelimit.v1.ReserveResult
+	7,  // 13: bulwark.ratelimit.v1.ReserveResult.response:type_name -> bulwark.ratelimit.v1.ReserveResponse
+	11, // 14: bulwark.ratelimit.v1.ReserveResult.error:type_name -> bulwark.ratelimit.v1.ReserveError
+	4,  // 15: bulwark.ratelimit.v1.GetUsageRequest.subject:type_name -> bulwark.ratelimit.v1.Subject
+	3,  // 16: bulwark.ratelimit.v1.GetUsageRequest.limits:type_name -> bulwark.ratelimit.v1.LimitSpec
+	5,  // 17: bulwark.ratelimit.v1.GetUsageResponse.statuses:type_name -> bulwark.ratelimit.v1.LimitStatus
+	23, // 18: bulwark.ratelimit.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	20, // 19: bulwark.ratelimit.v1.ListAlertsResponse.alerts:type_name -> bulwark.ratelimit.v1.AnomalyEvent
+	23, // 20: bulwark.ratelimit.v1.AnomalyEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 21: bulwark.ratelimit.v1.AnomalyEvent.kind:type_name -> bulwark.ratelimit.v1.AnomalyKind
+	23, // 22: bulwark.ratelimit.v1.LimitExceededEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 23: bulwark.ratelimit.v1.LimitExceededEvent.subject:type_name -> bulwark.ratelimit.v1.Subject
+	5,  // 24: bulwark.ratelimit.v1.LimitExceededEvent.limit:type_name -> bulwark.ratelimit.v1.LimitStatus
+	6,  // 25: bulwark.ratelimit.v1.RateLimitService.Reserve:input_type -> bulwark.ratelimit.v1.ReserveRequest
+	8,  // 26: bulwark.ratelimit.v1.RateLimitService.ReserveBatch:input_type -> bulwark.ratelimit.v1.ReserveBatchRequest
+	12, // 27: bulwark.ratelimit.v1.RateLimitService.Settle:input_type -> bulwark.ratelimit.v1.SettleRequest
+	14, // 28: bulwark.ratelimit.v1.RateLimitService.Release:input_type -> bulwark.ratelimit.v1.ReleaseRequest
+	16, // 29: bulwark.ratelimit.v1.RateLimitService.GetUsage:input_type -> bulwark.ratelimit.v1.GetUsageRequest
+	18, // 30: bulwark.ratelimit.v1.RateLimitService.ListAlerts:input_type -> bulwark.ratelimit.v1.ListAlertsRequest
+	7,  // 31: bulwark.ratelimit.v1.RateLimitService.Reserve:output_type -> bulwark.ratelimit.v1.ReserveResponse
+	9,  // 32: bulwark.ratelimit.v1.RateLimitService.ReserveBatch:output_type -> bulwark.ratelimit.v1.ReserveBatchResponse
+	13, // 33: bulwark.ratelimit.v1.RateLimitService.Settle:output_type -> bulwark.ratelimit.v1.SettleResponse
+	15, // 34: bulwark.ratelimit.v1.RateLimitService.Release:output_type -> bulwark.ratelimit.v1.ReleaseResponse
+	17, // 35: bulwark.ratelimit.v1.RateLimitService.GetUsage:output_type -> bulwark.ratelimit.v1.GetUsageResponse
+	19, // 36: bulwark.ratelimit.v1.RateLimitService.ListAlerts:output_type -> bulwark.ratelimit.v1.ListAlertsResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_bulwark_ratelimit_v1_ratelimit_proto_init() }
@@ -1647,13 +1903,17 @@ func file_bulwark_ratelimit_v1_ratelimit_proto_init() {
 	if File_bulwark_ratelimit_v1_ratelimit_proto != nil {
 		return
 	}
+	file_bulwark_ratelimit_v1_ratelimit_proto_msgTypes[7].OneofWrappers = []any{
+		(*ReserveResult_Response)(nil),
+		(*ReserveResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bulwark_ratelimit_v1_ratelimit_proto_rawDesc), len(file_bulwark_ratelimit_v1_ratelimit_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,11 @@ class RateLimitServiceStub(object):
                 request_serializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveRequest.SerializeToString,
                 response_deserializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveResponse.FromString,
                 )
+        self.ReserveBatch = channel.unary_unary(
+                '/bulwark.ratelimit.v1.RateLimitService/ReserveBatch',
+                request_serializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchRequest.SerializeToString,
+                response_deserializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchResponse.FromString,
+                )
         self.Settle = channel.unary_unary(
                 '/bulwark.ratelimit.v1.RateLimitService/Settle',
                 request_serializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.SettleRequest.SerializeToString,
@@ -49,6 +54,15 @@ class RateLimitServiceServicer(object):
     def Reserve(self, request, context):
         """Reserve checks every limit and, only if all allow, takes the request, the estimated tokens and cost, and a
         concurrency slot. Unsettled reservations expire on their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveBatch(self, request, context):
+        """ReserveBatch decides several requests in one call, each exactly as Reserve would: every request is atomic on its
+        own and independent of the others in the batch (one's denial or error does not affect another). A client that
+        has concurrent requests sends them together to share one round trip (see the ratelimit README).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +103,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.Reserve,
                     request_deserializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveRequest.FromString,
                     response_serializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveResponse.SerializeToString,
+            ),
+            'ReserveBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveBatch,
+                    request_deserializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchRequest.FromString,
+                    response_serializer=bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchResponse.SerializeToString,
             ),
             'Settle': grpc.unary_unary_rpc_method_handler(
                     servicer.Settle,
@@ -135,6 +154,23 @@ class RateLimitService(object):
         return grpc.experimental.unary_unary(request, target, '/bulwark.ratelimit.v1.RateLimitService/Reserve',
             bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveRequest.SerializeToString,
             bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ReserveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/bulwark.ratelimit.v1.RateLimitService/ReserveBatch',
+            bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchRequest.SerializeToString,
+            bulwark_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReserveBatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -39,6 +39,9 @@ const (
 	// RateLimitServiceReserveProcedure is the fully-qualified name of the RateLimitService's Reserve
 	// RPC.
 	RateLimitServiceReserveProcedure = "/bulwark.ratelimit.v1.RateLimitService/Reserve"
+	// RateLimitServiceReserveBatchProcedure is the fully-qualified name of the RateLimitService's
+	// ReserveBatch RPC.
+	RateLimitServiceReserveBatchProcedure = "/bulwark.ratelimit.v1.RateLimitService/ReserveBatch"
 	// RateLimitServiceSettleProcedure is the fully-qualified name of the RateLimitService's Settle RPC.
 	RateLimitServiceSettleProcedure = "/bulwark.ratelimit.v1.RateLimitService/Settle"
 	// RateLimitServiceReleaseProcedure is the fully-qualified name of the RateLimitService's Release
@@ -57,6 +60,10 @@ type RateLimitServiceClient interface {
 	// Reserve checks every limit and, only if all allow, takes the request, the estimated tokens and cost, and a
 	// concurrency slot. Unsettled reservations expire on their own.
 	Reserve(context.Context, *connect.Request[v1.ReserveRequest]) (*connect.Response[v1.ReserveResponse], error)
+	// ReserveBatch decides several requests in one call, each exactly as Reserve would: every request is atomic on its
+	// own and independent of the others in the batch (one's denial or error does not affect another). A client that
+	// has concurrent requests sends them together to share one round trip (see the ratelimit README).
+	ReserveBatch(context.Context, *connect.Request[v1.ReserveBatchRequest]) (*connect.Response[v1.ReserveBatchResponse], error)
 	// Settle corrects a reservation to the actual usage and frees its concurrency slot.
 	Settle(context.Context, *connect.Request[v1.SettleRequest]) (*connect.Response[v1.SettleResponse], error)
 	// Release cancels a reservation that was never used (e.g. the request failed before the provider).
@@ -82,6 +89,12 @@ func NewRateLimitServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			httpClient,
 			baseURL+RateLimitServiceReserveProcedure,
 			connect.WithSchema(rateLimitServiceMethods.ByName("Reserve")),
+			connect.WithClientOptions(opts...),
+		),
+		reserveBatch: connect.NewClient[v1.ReserveBatchRequest, v1.ReserveBatchResponse](
+			httpClient,
+			baseURL+RateLimitServiceReserveBatchProcedure,
+			connect.WithSchema(rateLimitServiceMethods.ByName("ReserveBatch")),
 			connect.WithClientOptions(opts...),
 		),
 		settle: connect.NewClient[v1.SettleRequest, v1.SettleResponse](
@@ -115,16 +128,22 @@ func NewRateLimitServiceClient(httpClient connect.HTTPClient, baseURL string, op
 
 // rateLimitServiceClient implements RateLimitServiceClient.
 type rateLimitServiceClient struct {
-	reserve    *connect.Client[v1.ReserveRequest, v1.ReserveResponse]
-	settle     *connect.Client[v1.SettleRequest, v1.SettleResponse]
-	release    *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
-	getUsage   *connect.Client[v1.GetUsageRequest, v1.GetUsageResponse]
-	listAlerts *connect.Client[v1.ListAlertsRequest, v1.ListAlertsResponse]
+	reserve      *connect.Client[v1.ReserveRequest, v1.ReserveResponse]
+	reserveBatch *connect.Client[v1.ReserveBatchRequest, v1.ReserveBatchResponse]
+	settle       *connect.Client[v1.SettleRequest, v1.SettleResponse]
+	release      *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
+	getUsage     *connect.Client[v1.GetUsageRequest, v1.GetUsageResponse]
+	listAlerts   *connect.Client[v1.ListAlertsRequest, v1.ListAlertsResponse]
 }
 
 // Reserve calls bulwark.ratelimit.v1.RateLimitService.Reserve.
 func (c *rateLimitServiceClient) Reserve(ctx context.Context, req *connect.Request[v1.ReserveRequest]) (*connect.Response[v1.ReserveResponse], error) {
 	return c.reserve.CallUnary(ctx, req)
+}
+
+// ReserveBatch calls bulwark.ratelimit.v1.RateLimitService.ReserveBatch.
+func (c *rateLimitServiceClient) ReserveBatch(ctx context.Context, req *connect.Request[v1.ReserveBatchRequest]) (*connect.Response[v1.ReserveBatchResponse], error) {
+	return c.reserveBatch.CallUnary(ctx, req)
 }
 
 // Settle calls bulwark.ratelimit.v1.RateLimitService.Settle.
@@ -153,6 +172,10 @@ type RateLimitServiceHandler interface {
 	// Reserve checks every limit and, only if all allow, takes the request, the estimated tokens and cost, and a
 	// concurrency slot. Unsettled reservations expire on their own.
 	Reserve(context.Context, *connect.Request[v1.ReserveRequest]) (*connect.Response[v1.ReserveResponse], error)
+	// ReserveBatch decides several requests in one call, each exactly as Reserve would: every request is atomic on its
+	// own and independent of the others in the batch (one's denial or error does not affect another). A client that
+	// has concurrent requests sends them together to share one round trip (see the ratelimit README).
+	ReserveBatch(context.Context, *connect.Request[v1.ReserveBatchRequest]) (*connect.Response[v1.ReserveBatchResponse], error)
 	// Settle corrects a reservation to the actual usage and frees its concurrency slot.
 	Settle(context.Context, *connect.Request[v1.SettleRequest]) (*connect.Response[v1.SettleResponse], error)
 	// Release cancels a reservation that was never used (e.g. the request failed before the provider).
@@ -174,6 +197,12 @@ func NewRateLimitServiceHandler(svc RateLimitServiceHandler, opts ...connect.Han
 		RateLimitServiceReserveProcedure,
 		svc.Reserve,
 		connect.WithSchema(rateLimitServiceMethods.ByName("Reserve")),
+		connect.WithHandlerOptions(opts...),
+	)
+	rateLimitServiceReserveBatchHandler := connect.NewUnaryHandler(
+		RateLimitServiceReserveBatchProcedure,
+		svc.ReserveBatch,
+		connect.WithSchema(rateLimitServiceMethods.ByName("ReserveBatch")),
 		connect.WithHandlerOptions(opts...),
 	)
 	rateLimitServiceSettleHandler := connect.NewUnaryHandler(
@@ -206,6 +235,8 @@ func NewRateLimitServiceHandler(svc RateLimitServiceHandler, opts ...connect.Han
 		switch r.URL.Path {
 		case RateLimitServiceReserveProcedure:
 			rateLimitServiceReserveHandler.ServeHTTP(w, r)
+		case RateLimitServiceReserveBatchProcedure:
+			rateLimitServiceReserveBatchHandler.ServeHTTP(w, r)
 		case RateLimitServiceSettleProcedure:
 			rateLimitServiceSettleHandler.ServeHTTP(w, r)
 		case RateLimitServiceReleaseProcedure:
@@ -225,6 +256,10 @@ type UnimplementedRateLimitServiceHandler struct{}
 
 func (UnimplementedRateLimitServiceHandler) Reserve(context.Context, *connect.Request[v1.ReserveRequest]) (*connect.Response[v1.ReserveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bulwark.ratelimit.v1.RateLimitService.Reserve is not implemented"))
+}
+
+func (UnimplementedRateLimitServiceHandler) ReserveBatch(context.Context, *connect.Request[v1.ReserveBatchRequest]) (*connect.Response[v1.ReserveBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bulwark.ratelimit.v1.RateLimitService.ReserveBatch is not implemented"))
 }
 
 func (UnimplementedRateLimitServiceHandler) Settle(context.Context, *connect.Request[v1.SettleRequest]) (*connect.Response[v1.SettleResponse], error) {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/ratelimit/v1/ratelimit.proto.
  */
 export const file_bulwark_ratelimit_v1_ratelimit: GenFile = /*@__PURE__*/
-  fileDesc("CiRidWx3YXJrL3JhdGVsaW1pdC92MS9yYXRlbGltaXQucHJvdG8SFGJ1bHdhcmsucmF0ZWxpbWl0LnYxIt8BCglMaW1pdFNwZWMSDAoEbmFtZRgBIAEoCRItCgRraW5kGAIgASgOMh8uYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRLaW5kEjMKCmRpbWVuc2lvbnMYAyADKA4yHy5idWx3YXJrLnJhdGVsaW1pdC52MS5EaW1lbnNpb24SDQoFbGltaXQYBCABKAMSKQoGcGVyaW9kGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAYgASgDEhcKD2NhbGVuZGFyX3BlcmlvZBgHIAEoCSJ6CgdTdWJqZWN0EhIKCmFwaV9rZXlfaWQYASABKAkSFAoMcHJpbmNpcGFsX2lkGAIgASgJEg8KB3RlYW1faWQYAyABKAkSDQoFbW9kZWwYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSEwoLZW52aXJvbm1lbnQYBiABKAkizAEKC0xpbWl0U3RhdHVzEgwKBG5hbWUYASABKAkSLQoEa2luZBgCIAEoDjIfLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0S2luZBINCgVsaW1pdBgDIAEoAxIRCglyZW1haW5pbmcYBCABKAMSLgoLcmVzZXRfYWZ0ZXIYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imgIKDlJlc2VydmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSLgoHc3ViamVjdBgCIAEoCzIdLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlN1YmplY3QSLwoGbGltaXRzGAMgAygLMh8uYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRTcGVjEh4KFmVzdGltYXRlZF9pbnB1dF90b2tlbnMYBCABKAMSGQoRbWF4X291dHB1dF90b2tlbnMYBSABKAMSHQoVZXN0aW1hdGVkX2Nvc3RfbWljcm9zGAYgASgDEhEKCWZhaWxfb3BlbhgHIAEoCBImCgN0dGwYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i+wEKD1Jlc2VydmVSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEhYKDnJlc2VydmF0aW9uX2lkGAIgASgJEhEKCWRlbmllZF9ieRgDIAEoCRIzCghzdGF0dXNlcxgEIAMoCzIhLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0U3RhdHVzEi4KC3JldHJ5X2FmdGVyGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGRlZ3JhZGVkGAYgASgIEhcKD3Jlc2VydmVkX3Rva2VucxgHIAEoAxIcChRyZXNlcnZlZF9jb3N0X21pY3JvcxgIIAEoAyJ/Cg1TZXR0bGVSZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJEhQKDGlucHV0X3Rva2VucxgCIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAMgASgDEhMKC2Nvc3RfbWljcm9zGAQgASgDEhQKDG1vZGVsX3NlcnZlZBgFIAEoCSI2Cg5TZXR0bGVSZXNwb25zZRIPCgdzZXR0bGVkGAEgASgIEhMKC2Nvc3RfbWljcm9zGAIgASgDIigKDlJlbGVhc2VSZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJIiMKD1JlbGVhc2VSZXNwb25zZRIQCghyZWxlYXNlZBgBIAEoCCJyCg9HZXRVc2FnZVJlcXVlc3QSLgoHc3ViamVjdBgBIAEoCzIdLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlN1YmplY3QSLwoGbGltaXRzGAIgAygLMh8uYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRTcGVjIkcKEEdldFVzYWdlUmVzcG9uc2USMwoIc3RhdHVzZXMYASADKAsyIS5idWx3YXJrLnJhdGVsaW1pdC52MS5MaW1pdFN0YXR1cyJ7ChFMaXN0QWxlcnRzUmVxdWVzdBIUCgxwcmluY2lwYWxfaWQYASABKAkSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImEKEkxpc3RBbGVydHNSZXNwb25zZRIyCgZhbGVydHMYASADKAsyIi5idWx3YXJrLnJhdGVsaW1pdC52MS5Bbm9tYWx5RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrgCCgxBbm9tYWx5RXZlbnQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoEa2luZBgDIAEoDjIhLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkFub21hbHlLaW5kEhQKDHN1YmplY3Rfa2luZBgEIAEoCRISCgpzdWJqZWN0X2lkGAUgASgJEg4KBm1ldHJpYxgGIAEoCRINCgV2YWx1ZRgHIAEoARIVCg1iYXNlbGluZV9tZWFuGAggASgBEhcKD2Jhc2VsaW5lX3N0ZGRldhgJIAEoARINCgVzY29yZRgKIAEoARIOCgZyZWFzb24YCyABKAkSEwoLZW52aXJvbm1lbnQYDCABKAkSDgoGZGV0YWlsGA0gASgJItgBChJMaW1pdEV4Y2VlZGVkRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgDIAEoCRIuCgdzdWJqZWN0GAQgASgLMh0uYnVsd2Fyay5yYXRlbGltaXQudjEuU3ViamVjdBIwCgVsaW1pdBgFIAEoCzIhLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0U3RhdHVzEhAKCGRlZ3JhZGVkGAYgASgIKokBCglMaW1pdEtpbmQSGgoWTElNSVRfS0lORF9VTlNQRUNJRklFRBAAEhcKE0xJTUlUX0tJTkRfUkVRVUVTVFMQARIVChFMSU1JVF9LSU5EX1RPS0VOUxACEhQKEExJTUlUX0tJTkRfU1BFTkQQAxIaChZMSU1JVF9LSU5EX0NPTkNVUlJFTkNZEAQqsgEKCURpbWVuc2lvbhIZChVESU1FTlNJT05fVU5TUEVDSUZJRUQQABIVChFESU1FTlNJT05fQVBJX0tFWRABEhcKE0RJTUVOU0lPTl9QUklOQ0lQQUwQAhISCg5ESU1FTlNJT05fVEVBTRADEhMKD0RJTUVOU0lPTl9NT0RFTBAEEhYKEkRJTUVOU0lPTl9QUk9WSURFUhAFEhkKFURJTUVOU0lPTl9FTlZJUk9OTUVOVBAGKuEBCgtBbm9tYWx5S2luZBIcChhBTk9NQUxZX0tJTkRfVU5TUEVDSUZJRUQQABIcChhBTk9NQUxZX0tJTkRfT1VUX09GX0JBTkQQARIaChZBTk9NQUxZX0tJTkRfTkVXX01PREVMEAISHQoZQU5PTUFMWV9LSU5EX05FV19QUk9WSURFUhADEhoKFkFOT01BTFlfS0lORF9PRkZfSE9VUlMQBBIdChlBTk9NQUxZX0tJTkRfREVOSUFMX0JVUlNUEAUSIAocQU5PTUFMWV9LSU5EX0lOSkVDVElPTl9CVVJTVBAGMt0DChBSYXRlTGltaXRTZXJ2aWNlElYKB1Jlc2VydmUSJC5idWx3YXJrLnJhdGVsaW1pdC52MS5SZXNlcnZlUmVxdWVzdBolLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlc2VydmVSZXNwb25zZRJTCgZTZXR0bGUSIy5idWx3YXJrLnJhdGVsaW1pdC52MS5TZXR0bGVSZXF1ZXN0GiQuYnVsd2Fyay5yYXRlbGltaXQudjEuU2V0dGxlUmVzcG9uc2USVgoHUmVsZWFzZRIkLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlbGVhc2VSZXF1ZXN0GiUuYnVsd2Fyay5yYXRlbGltaXQudjEuUmVsZWFzZVJlc3BvbnNlEl4KCEdldFVzYWdlEiUuYnVsd2Fyay5yYXRlbGltaXQudjEuR2V0VXNhZ2VSZXF1ZXN0GiYuYnVsd2Fyay5yYXRlbGltaXQudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEmQKCkxpc3RBbGVydHMSJy5idWx3YXJrLnJhdGVsaW1pdC52MS5MaXN0QWxlcnRzUmVxdWVzdBooLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpc3RBbGVydHNSZXNwb25zZSIDkAIBQuIBChhjb20uYnVsd2Fyay5yYXRlbGltaXQudjFCDlJhdGVsaW1pdFByb3RvUAFaRGdpdGh1Yi5jb20vYnVsd2Fya2hxL2J1bHdhcmsvZ2VuL2dvL2J1bHdhcmsvcmF0ZWxpbWl0L3YxO3JhdGVsaW1pdHYxogIDQlJYqgIUQnVsd2Fyay5SYXRlbGltaXQuVjHKAhRCdWx3YXJrXFJhdGVsaW1pdFxWMeICIEJ1bHdhcmtcUmF0ZWxpbWl0XFYxXEdQQk1ldGFkYXRh6gIWQnVsd2Fyazo6UmF0ZWxpbWl0OjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiRidWx3YXJrL3JhdGVsaW1pdC92MS9yYXRlbGltaXQucHJvdG8SFGJ1bHdhcmsucmF0ZWxpbWl0LnYxIt8BCglMaW1pdFNwZWMSDAoEbmFtZRgBIAEoCRItCgRraW5kGAIgASgOMh8uYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRLaW5kEjMKCmRpbWVuc2lvbnMYAyADKA4yHy5idWx3YXJrLnJhdGVsaW1pdC52MS5EaW1lbnNpb24SDQoFbGltaXQYBCABKAMSKQoGcGVyaW9kGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAYgASgDEhcKD2NhbGVuZGFyX3BlcmlvZBgHIAEoCSJ6CgdTdWJqZWN0EhIKCmFwaV9rZXlfaWQYASABKAkSFAoMcHJpbmNpcGFsX2lkGAIgASgJEg8KB3RlYW1faWQYAyABKAkSDQoFbW9kZWwYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSEwoLZW52aXJvbm1lbnQYBiABKAkizAEKC0xpbWl0U3RhdHVzEgwKBG5hbWUYASABKAkSLQoEa2luZBgCIAEoDjIfLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0S2luZBINCgVsaW1pdBgDIAEoAxIRCglyZW1haW5pbmcYBCABKAMSLgoLcmVzZXRfYWZ0ZXIYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imgIKDlJlc2VydmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSLgoHc3ViamVjdBgCIAEoCzIdLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlN1YmplY3QSLwoGbGltaXRzGAMgAygLMh8uYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRTcGVjEh4KFmVzdGltYXRlZF9pbnB1dF90b2tlbnMYBCABKAMSGQoRbWF4X291dHB1dF90b2tlbnMYBSABKAMSHQoVZXN0aW1hdGVkX2Nvc3RfbWljcm9zGAYgASgDEhEKCWZhaWxfb3BlbhgHIAEoCBImCgN0dGwYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i+wEKD1Jlc2VydmVSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEhYKDnJlc2VydmF0aW9uX2lkGAIgASgJEhEKCWRlbmllZF9ieRgDIAEoCRIzCghzdGF0dXNlcxgEIAMoCzIhLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0U3RhdHVzEi4KC3JldHJ5X2FmdGVyGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGRlZ3JhZGVkGAYgASgIEhcKD3Jlc2VydmVkX3Rva2VucxgHIAEoAxIcChRyZXNlcnZlZF9jb3N0X21pY3JvcxgIIAEoAyJNChNSZXNlcnZlQmF0Y2hSZXF1ZXN0EjYKCHJlcXVlc3RzGAEgAygLMiQuYnVsd2Fyay5yYXRlbGltaXQudjEuUmVzZXJ2ZVJlcXVlc3QiTAoUUmVzZXJ2ZUJhdGNoUmVzcG9uc2USNAoHcmVzdWx0cxgBIAMoCzIjLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlc2VydmVSZXN1bHQiiQEKDVJlc2VydmVSZXN1bHQSOQoIcmVzcG9uc2UYASABKAsyJS5idWx3YXJrLnJhdGVsaW1pdC52MS5SZXNlcnZlUmVzcG9uc2VIABIzCgVlcnJvchgCIAEoCzIiLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlc2VydmVFcnJvckgAQggKBnJlc3VsdCItCgxSZXNlcnZlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIn8KDVNldHRsZVJlcXVlc3QSFgoOcmVzZXJ2YXRpb25faWQYASABKAkSFAoMaW5wdXRfdG9rZW5zGAIgASgDEhUKDW91dHB1dF90b2tlbnMYAyABKAMSEwoLY29zdF9taWNyb3MYBCABKAMSFAoMbW9kZWxfc2VydmVkGAUgASgJIjYKDlNldHRsZVJlc3BvbnNlEg8KB3NldHRsZWQYASABKAgSEwoLY29zdF9taWNyb3MYAiABKAMiKAoOUmVsZWFzZVJlcXVlc3QSFgoOcmVzZXJ2YXRpb25faWQYASABKAkiIwoPUmVsZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIInIKD0dldFVzYWdlUmVxdWVzdBIuCgdzdWJqZWN0GAEgASgLMh0uYnVsd2Fyay5yYXRlbGltaXQudjEuU3ViamVjdBIvCgZsaW1pdHMYAiADKAsyHy5idWx3YXJrLnJhdGVsaW1pdC52MS5MaW1pdFNwZWMiRwoQR2V0VXNhZ2VSZXNwb25zZRIzCghzdGF0dXNlcxgBIAMoCzIhLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpbWl0U3RhdHVzInsKEUxpc3RBbGVydHNSZXF1ZXN0EhQKDHByaW5jaXBhbF9pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiYQoSTGlzdEFsZXJ0c1Jlc3BvbnNlEjIKBmFsZXJ0cxgBIAMoCzIiLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkFub21hbHlFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiuAIKDEFub21hbHlFdmVudBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgRraW5kGAMgASgOMiEuYnVsd2Fyay5yYXRlbGltaXQudjEuQW5vbWFseUtpbmQSFAoMc3ViamVjdF9raW5kGAQgASgJEhIKCnN1YmplY3RfaWQYBSABKAkSDgoGbWV0cmljGAYgASgJEg0KBXZhbHVlGAcgASgBEhUKDWJhc2VsaW5lX21lYW4YCCABKAESFwoPYmFzZWxpbmVfc3RkZGV2GAkgASgBEg0KBXNjb3JlGAogASgBEg4KBnJlYXNvbhgLIAEoCRITCgtlbnZpcm9ubWVudBgMIAEoCRIOCgZkZXRhaWwYDSABKAki2AEKEkxpbWl0RXhjZWVkZWRFdmVudBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGAMgASgJEi4KB3N1YmplY3QYBCABKAsyHS5idWx3YXJrLnJhdGVsaW1pdC52MS5TdWJqZWN0EjAKBWxpbWl0GAUgASgLMiEuYnVsd2Fyay5yYXRlbGltaXQudjEuTGltaXRTdGF0dXMSEAoIZGVncmFkZWQYBiABKAgqiQEKCUxpbWl0S2luZBIaChZMSU1JVF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTTElNSVRfS0lORF9SRVFVRVNUUxABEhUKEUxJTUlUX0tJTkRfVE9LRU5TEAISFAoQTElNSVRfS0lORF9TUEVORBADEhoKFkxJTUlUX0tJTkRfQ09OQ1VSUkVOQ1kQBCqyAQoJRGltZW5zaW9uEhkKFURJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhUKEURJTUVOU0lPTl9BUElfS0VZEAESFwoTRElNRU5TSU9OX1BSSU5DSVBBTBACEhIKDkRJTUVOU0lPTl9URUFNEAMSEwoPRElNRU5TSU9OX01PREVMEAQSFgoSRElNRU5TSU9OX1BST1ZJREVSEAUSGQoVRElNRU5TSU9OX0VOVklST05NRU5UEAYq4QEKC0Fub21hbHlLaW5kEhwKGEFOT01BTFlfS0lORF9VTlNQRUNJRklFRBAAEhwKGEFOT01BTFlfS0lORF9PVVRfT0ZfQkFORBABEhoKFkFOT01BTFlfS0lORF9ORVdfTU9ERUwQAhIdChlBTk9NQUxZX0tJTkRfTkVXX1BST1ZJREVSEAMSGgoWQU5PTUFMWV9LSU5EX09GRl9IT1VSUxAEEh0KGUFOT01BTFlfS0lORF9ERU5JQUxfQlVSU1QQBRIgChxBTk9NQUxZX0tJTkRfSU5KRUNUSU9OX0JVUlNUEAYyxAQKEFJhdGVMaW1pdFNlcnZpY2USVgoHUmVzZXJ2ZRIkLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlc2VydmVSZXF1ZXN0GiUuYnVsd2Fyay5yYXRlbGltaXQudjEuUmVzZXJ2ZVJlc3BvbnNlEmUKDFJlc2VydmVCYXRjaBIpLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlc2VydmVCYXRjaFJlcXVlc3QaKi5idWx3YXJrLnJhdGVsaW1pdC52MS5SZXNlcnZlQmF0Y2hSZXNwb25zZRJTCgZTZXR0bGUSIy5idWx3YXJrLnJhdGVsaW1pdC52MS5TZXR0bGVSZXF1ZXN0GiQuYnVsd2Fyay5yYXRlbGltaXQudjEuU2V0dGxlUmVzcG9uc2USVgoHUmVsZWFzZRIkLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLlJlbGVhc2VSZXF1ZXN0GiUuYnVsd2Fyay5yYXRlbGltaXQudjEuUmVsZWFzZVJlc3BvbnNlEl4KCEdldFVzYWdlEiUuYnVsd2Fyay5yYXRlbGltaXQudjEuR2V0VXNhZ2VSZXF1ZXN0GiYuYnVsd2Fyay5yYXRlbGltaXQudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEmQKCkxpc3RBbGVydHMSJy5idWx3YXJrLnJhdGVsaW1pdC52MS5MaXN0QWxlcnRzUmVxdWVzdBooLmJ1bHdhcmsucmF0ZWxpbWl0LnYxLkxpc3RBbGVydHNSZXNwb25zZSIDkAIBQuIBChhjb20uYnVsd2Fyay5yYXRlbGltaXQudjFCDlJhdGVsaW1pdFByb3RvUAFaRGdpdGh1Yi5jb20vYnVsd2Fya2hxL2J1bHdhcmsvZ2VuL2dvL2J1bHdhcmsvcmF0ZWxpbWl0L3YxO3JhdGVsaW1pdHYxogIDQlJYqgIUQnVsd2Fyay5SYXRlbGltaXQuVjHKAhRCdWx3YXJrXFJhdGVsaW1pdFxWMeICIEJ1bHdhcmtcUmF0ZWxpbWl0XFYxXEdQQk1ldGFkYXRh6gIWQnVsd2Fyazo6UmF0ZWxpbWl0OjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * LimitSpec is one limit, as configured by policy.
@@ -334,6 +334,113 @@ export const ReserveResponseSchema: GenMessage<ReserveResponse> = /*@__PURE__*/
   messageDesc(file_bulwark_ratelimit_v1_ratelimit, 4);
 
 /**
+ * ReserveBatchRequest holds requests to decide together.
+ *
+ * @generated from message bulwark.ratelimit.v1.ReserveBatchRequest
+ */
+export type ReserveBatchRequest = Message<"bulwark.ratelimit.v1.ReserveBatchRequest"> & {
+  /**
+   * requests to decide, at most 256; each is as for Reserve.
+   *
+   * @generated from field: repeated bulwark.ratelimit.v1.ReserveRequest requests = 1;
+   */
+  requests: ReserveRequest[];
+};
+
+/**
+ * Describes the message bulwark.ratelimit.v1.ReserveBatchRequest.
+ * Use `create(ReserveBatchRequestSchema)` to create a new message.
+ */
+export const ReserveBatchRequestSchema: GenMessage<ReserveBatchRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 5);
+
+/**
+ * ReserveBatchResponse holds one result per request.
+ *
+ * @generated from message bulwark.ratelimit.v1.ReserveBatchResponse
+ */
+export type ReserveBatchResponse = Message<"bulwark.ratelimit.v1.ReserveBatchResponse"> & {
+  /**
+   * results in the order of the requests.
+   *
+   * @generated from field: repeated bulwark.ratelimit.v1.ReserveResult results = 1;
+   */
+  results: ReserveResult[];
+};
+
+/**
+ * Describes the message bulwark.ratelimit.v1.ReserveBatchResponse.
+ * Use `create(ReserveBatchResponseSchema)` to create a new message.
+ */
+export const ReserveBatchResponseSchema: GenMessage<ReserveBatchResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 6);
+
+/**
+ * ReserveResult is one request's decision, or the error Reserve would have answered for it.
+ *
+ * @generated from message bulwark.ratelimit.v1.ReserveResult
+ */
+export type ReserveResult = Message<"bulwark.ratelimit.v1.ReserveResult"> & {
+  /**
+   * result is exactly one of the two.
+   *
+   * @generated from oneof bulwark.ratelimit.v1.ReserveResult.result
+   */
+  result: {
+    /**
+     * response is the decision.
+     *
+     * @generated from field: bulwark.ratelimit.v1.ReserveResponse response = 1;
+     */
+    value: ReserveResponse;
+    case: "response";
+  } | {
+    /**
+     * error is why no decision was made.
+     *
+     * @generated from field: bulwark.ratelimit.v1.ReserveError error = 2;
+     */
+    value: ReserveError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message bulwark.ratelimit.v1.ReserveResult.
+ * Use `create(ReserveResultSchema)` to create a new message.
+ */
+export const ReserveResultSchema: GenMessage<ReserveResult> = /*@__PURE__*/
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 7);
+
+/**
+ * ReserveError is an error Reserve would have answered for one request of a batch.
+ *
+ * @generated from message bulwark.ratelimit.v1.ReserveError
+ */
+export type ReserveError = Message<"bulwark.ratelimit.v1.ReserveError"> & {
+  /**
+   * code is the gRPC status code (Connect uses the same numbers), e.g. 3 invalid argument, 14 unavailable.
+   *
+   * @generated from field: uint32 code = 1;
+   */
+  code: number;
+
+  /**
+   * message is the error's text; it never holds subject values or amounts.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message bulwark.ratelimit.v1.ReserveError.
+ * Use `create(ReserveErrorSchema)` to create a new message.
+ */
+export const ReserveErrorSchema: GenMessage<ReserveError> = /*@__PURE__*/
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 8);
+
+/**
  * SettleRequest reports actual usage.
  *
  * @generated from message bulwark.ratelimit.v1.SettleRequest
@@ -380,7 +487,7 @@ export type SettleRequest = Message<"bulwark.ratelimit.v1.SettleRequest"> & {
  * Use `create(SettleRequestSchema)` to create a new message.
  */
 export const SettleRequestSchema: GenMessage<SettleRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 5);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 9);
 
 /**
  * SettleResponse confirms the settlement.
@@ -408,7 +515,7 @@ export type SettleResponse = Message<"bulwark.ratelimit.v1.SettleResponse"> & {
  * Use `create(SettleResponseSchema)` to create a new message.
  */
 export const SettleResponseSchema: GenMessage<SettleResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 6);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 10);
 
 /**
  * ReleaseRequest cancels a reservation.
@@ -429,7 +536,7 @@ export type ReleaseRequest = Message<"bulwark.ratelimit.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 7);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 11);
 
 /**
  * ReleaseResponse confirms the release.
@@ -450,7 +557,7 @@ export type ReleaseResponse = Message<"bulwark.ratelimit.v1.ReleaseResponse"> & 
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 8);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 12);
 
 /**
  * GetUsageRequest names a subject and its limits.
@@ -478,7 +585,7 @@ export type GetUsageRequest = Message<"bulwark.ratelimit.v1.GetUsageRequest"> & 
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 9);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 13);
 
 /**
  * GetUsageResponse reports usage.
@@ -499,7 +606,7 @@ export type GetUsageResponse = Message<"bulwark.ratelimit.v1.GetUsageResponse"> 
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 10);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 14);
 
 /**
  * ListAlertsRequest filters alerts.
@@ -541,7 +648,7 @@ export type ListAlertsRequest = Message<"bulwark.ratelimit.v1.ListAlertsRequest"
  * Use `create(ListAlertsRequestSchema)` to create a new message.
  */
 export const ListAlertsRequestSchema: GenMessage<ListAlertsRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 11);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 15);
 
 /**
  * ListAlertsResponse is one page of alerts.
@@ -569,7 +676,7 @@ export type ListAlertsResponse = Message<"bulwark.ratelimit.v1.ListAlertsRespons
  * Use `create(ListAlertsResponseSchema)` to create a new message.
  */
 export const ListAlertsResponseSchema: GenMessage<ListAlertsResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 12);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 16);
 
 /**
  * AnomalyEvent is published on subject "bulwark.ratelimit.v1.anomaly" when usage leaves its baseline.
@@ -675,7 +782,7 @@ export type AnomalyEvent = Message<"bulwark.ratelimit.v1.AnomalyEvent"> & {
  * Use `create(AnomalyEventSchema)` to create a new message.
  */
 export const AnomalyEventSchema: GenMessage<AnomalyEvent> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 13);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 17);
 
 /**
  * LimitExceededEvent is published on subject "bulwark.ratelimit.v1.limit_exceeded" when Reserve denies.
@@ -732,7 +839,7 @@ export type LimitExceededEvent = Message<"bulwark.ratelimit.v1.LimitExceededEven
  * Use `create(LimitExceededEventSchema)` to create a new message.
  */
 export const LimitExceededEventSchema: GenMessage<LimitExceededEvent> = /*@__PURE__*/
-  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 14);
+  messageDesc(file_bulwark_ratelimit_v1_ratelimit, 18);
 
 /**
  * LimitKind says what a limit counts.
@@ -922,6 +1029,18 @@ export const RateLimitService: GenService<{
     methodKind: "unary";
     input: typeof ReserveRequestSchema;
     output: typeof ReserveResponseSchema;
+  },
+  /**
+   * ReserveBatch decides several requests in one call, each exactly as Reserve would: every request is atomic on its
+   * own and independent of the others in the batch (one's denial or error does not affect another). A client that
+   * has concurrent requests sends them together to share one round trip (see the ratelimit README).
+   *
+   * @generated from rpc bulwark.ratelimit.v1.RateLimitService.ReserveBatch
+   */
+  reserveBatch: {
+    methodKind: "unary";
+    input: typeof ReserveBatchRequestSchema;
+    output: typeof ReserveBatchResponseSchema;
   },
   /**
    * Settle corrects a reservation to the actual usage and frees its concurrency slot.
