@@ -75,7 +75,7 @@ type Params struct {
 	// to the failure mode instead of waiting on Redis again; 0 means 500ms.
 	ProbeInterval time.Duration
 	// Lanes is how many round trips to Redis may be in flight at once; calls
-	// beyond them share the next round trip (see Store). 0 means 2.
+	// beyond them share the next round trip (see batch.go). 0 means 2.
 	Lanes int
 }
 
