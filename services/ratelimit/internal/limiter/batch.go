@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
@@ -39,16 +40,22 @@ type op struct {
 	cmd    *redis.Cmd
 }
 
-func newBatcher(rdb Store, lanes int, skip func() error) *coalesce.Batcher[*op] {
+// newBatcher shares round trips to rdb, observing how many scripts each one
+// carries into sizes.
+func newBatcher(rdb Store, lanes int, skip func() error, sizes prometheus.Histogram) *coalesce.Batcher[*op] {
 	return coalesce.New(lanes, maxBatch,
-		func(o *op) { o.cmd = o.script.Run(o.ctx, rdb, o.keys, o.args...) },
-		func(ops []*op) { sendPipelined(rdb, skip, ops) })
+		func(o *op) {
+			sizes.Observe(1)
+			o.cmd = o.script.Run(o.ctx, rdb, o.keys, o.args...)
+		},
+		func(ops []*op) { sizes.Observe(float64(sendPipelined(rdb, skip, ops))) })
 }
 
 // sendPipelined runs queued scripts as one pipeline. skip, when it returns an
 // error, fails them without sending (Redis was found unreachable while they
 // waited); so does a deadline or cancellation that came while they waited.
-func sendPipelined(rdb Store, skip func() error, ops []*op) {
+// It returns how many it sent.
+func sendPipelined(rdb Store, skip func() error, ops []*op) int {
 	live := make([]*op, 0, len(ops))
 	now := time.Now()
 	var deadline time.Time
@@ -97,4 +104,5 @@ func sendPipelined(rdb Store, skip func() error, ops []*op) {
 			}
 		}
 	}
+	return len(live)
 }

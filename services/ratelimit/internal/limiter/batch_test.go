@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
@@ -123,14 +124,38 @@ func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequ
 // gatedLimiter is a limiter with one lane on rdb, whose first script waits at
 // the returned gate.
 func gatedLimiter(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *gateHook) {
+	l, h, _ := gatedLimiterWithMetrics(t, rdb, timeout)
+	return l, h
+}
+
+func gatedLimiterWithMetrics(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *gateHook, *prometheus.Registry) {
 	t.Helper()
-	l, err := New(context.Background(), Params{Redis: rdb, Lanes: 1, StoreTimeout: timeout})
+	reg := prometheus.NewRegistry()
+	l, err := New(context.Background(), Params{Redis: rdb, Lanes: 1, StoreTimeout: timeout, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := newGateHook()
 	rdb.AddHook(h)
-	return l, h
+	return l, h, reg
+}
+
+// roundTrips reads bulwark_ratelimit_scripts_per_round_trip: how many round
+// trips, and how many scripts they carried.
+func roundTrips(t *testing.T, reg *prometheus.Registry) (trips uint64, scripts float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "bulwark_ratelimit_scripts_per_round_trip" {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatal("bulwark_ratelimit_scripts_per_round_trip is not registered")
+	return 0, 0
 }
 
 func requests(n int, limits []Limit) ([]ReserveRequest, []context.Context) {
@@ -145,7 +170,7 @@ func requests(n int, limits []Limit) ([]ReserveRequest, []context.Context) {
 
 func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	rdb, _ := privateRedis(t)
-	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	l, h, reg := gatedLimiterWithMetrics(t, rdb, 10*time.Second)
 	// 12 calls against a limit of 7: the pipelined scripts still run one at a
 	// time in Redis, so exactly 7 are granted.
 	const calls, limit = 12, 7
@@ -182,6 +207,9 @@ func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	}
 	if trips := h.take(); len(trips) != 1 || len(trips[0]) != 1 {
 		t.Fatalf("an idle limiter sent %v; want one evalsha", trips)
+	}
+	if trips, scripts := roundTrips(t, reg); trips != 3 || scripts != calls+1 {
+		t.Fatalf("metric: %d round trips carrying %v scripts; want 3 carrying %d", trips, scripts, calls+1)
 	}
 }
 

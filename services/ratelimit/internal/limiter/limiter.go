@@ -197,7 +197,7 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 		localNow = time.Now
 	}
 	l.local = newLocal(localNow)
-	l.batch = newBatcher(p.Redis, p.Lanes, l.down)
+	l.batch = newBatcher(p.Redis, p.Lanes, l.down, l.m.roundTrip)
 	lctx, cancel := context.WithTimeout(ctx, p.StoreTimeout)
 	defer cancel()
 	if err := reserveScript.Load(lctx, p.Redis).Err(); err != nil {

@@ -13,6 +13,7 @@ type metrics struct {
 	failOpen    prometheus.Counter
 	failClosed  prometheus.Counter
 	latency     prometheus.Histogram
+	roundTrip   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +39,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to decide a Reserve, store round trip included.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .1, .5},
 		}),
+		roundTrip: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bulwark_ratelimit_scripts_per_round_trip",
+			Help:    "Scripts (decisions, settlements) carried by one round trip to Redis: 1 when a call went alone, more when concurrent calls shared a pipeline.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.storeErrors, m.failOpen, m.failClosed, m.latency)
+		reg.MustRegister(m.decisions, m.storeErrors, m.failOpen, m.failClosed, m.latency, m.roundTrip)
 	}
 	return m
 }
