@@ -172,11 +172,7 @@ func TestBatchingClient_SharesCallsAndGrantsExactlyTheLimit(t *testing.T) {
 		wg.Add(1)
 		go reserve(i)
 	}
-	for deadline := time.Now().Add(10 * time.Second); c.Queued() < calls-1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued; want %d", c.Queued(), calls-1)
-		}
-	}
+	platformtest.Until(t, 10*time.Second, "the other calls queued", func() bool { return c.Queued() == calls-1 })
 	close(cnt.release)
 	wg.Wait()
 	if granted.Load() != 60 || denied.Load() != calls-60 {

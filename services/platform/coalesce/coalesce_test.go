@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // call is a test item: its value, and what ran it.
@@ -57,11 +59,7 @@ func (r *rig) record(cs ...*call) {
 // waitQueued waits until n items queue.
 func waitQueued[T any](t *testing.T, b *Batcher[T], n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); b.Queued() != n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d queued; want %d", b.Queued(), n)
-		}
-	}
+	platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d items queued", n), func() bool { return b.Queued() == n })
 }
 
 // start runs calls 0..n-1: the first is held in its round trip, the others

@@ -15,6 +15,7 @@ import (
 
 	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // service answers Reserve with the request id as the reservation id, and
@@ -95,11 +96,7 @@ func queueBehindFirst(t *testing.T, s *service, ctxs []context.Context) (*Batchi
 			<-s.entered
 			continue
 		}
-		for deadline := time.Now().Add(10 * time.Second); b.Queued() != i; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d queued; want %d", b.Queued(), i)
-			}
-		}
+		platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d calls queued", i), func() bool { return b.Queued() == i })
 	}
 	close(s.release)
 	wg.Wait()

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
+	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // gateHook holds the first script sent to Redis until release is closed, so a
@@ -84,11 +85,7 @@ func (h *gateHook) take() [][]string {
 // queued waits until n calls wait for a round trip.
 func queued(t *testing.T, b *coalesce.Batcher[*op], n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); b.Queued() != n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued; want %d", b.Queued(), n)
-		}
-	}
+	platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d calls queued", n), func() bool { return b.Queued() == n })
 }
 
 type reserveResult struct {
