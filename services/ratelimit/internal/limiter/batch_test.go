@@ -95,8 +95,9 @@ type reserveResult struct {
 
 // reserveBehindGate starts one reservation, waits until its script is held at
 // the gate (the only lane busy), then starts the others and waits until all of
-// them queue. It returns the results in call order once the gate opens.
-func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequest, ctxs []context.Context) []reserveResult {
+// them queue. Then it runs beforeRelease, if any, and opens the gate. It
+// returns the results in call order.
+func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequest, ctxs []context.Context, beforeRelease func()) []reserveResult {
 	t.Helper()
 	out := make([]reserveResult, len(reqs))
 	var wg sync.WaitGroup
@@ -112,6 +113,9 @@ func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequ
 	for i := 1; i < len(reqs); i++ {
 		start(i)
 		queued(t, l.batch, i) // one by one, so the queue keeps call order
+	}
+	if beforeRelease != nil {
+		beforeRelease()
 	}
 	close(h.release)
 	wg.Wait()
@@ -172,7 +176,7 @@ func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	// time in Redis, so exactly 7 are granted.
 	const calls, limit = 12, 7
 	reqs, ctxs := requests(calls, []Limit{{Name: "inflight", Kind: KindConcurrency, Dimensions: []Dimension{DimAPIKey}, Limit: limit}})
-	res := reserveBehindGate(t, l, h, reqs, ctxs)
+	res := reserveBehindGate(t, l, h, reqs, ctxs, nil)
 
 	granted := 0
 	for i, r := range res {
@@ -223,7 +227,7 @@ func TestReserve_QueuedCallsSurviveRedisForgettingTheScript(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for i, r := range reserveBehindGate(t, l, h, reqs, ctxs) {
+	for i, r := range reserveBehindGate(t, l, h, reqs, ctxs, nil) {
 		if r.err != nil || !r.d.Allowed {
 			t.Fatalf("call %d after SCRIPT FLUSH: %v %+v", i, r.err, r.d)
 		}
@@ -243,12 +247,8 @@ func TestReserve_OneQueuedCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
 	l, h := gatedLimiter(t, rdb, 10*time.Second)
 	reqs, ctxs := requests(4, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
 	ctx, cancel := context.WithCancel(context.Background())
-	ctxs[1] = ctx // the first queued call is the one that sends the batch
-	go func() {
-		queued(t, l.batch, 3)
-		cancel()
-	}()
-	res := reserveBehindGate(t, l, h, reqs, ctxs)
+	ctxs[1] = ctx                                         // the first queued call is the one that sends the batch
+	res := reserveBehindGate(t, l, h, reqs, ctxs, cancel) // it gives up while queued
 	if !errors.Is(res[1].err, context.Canceled) {
 		t.Fatalf("cancelled call: %v; want context.Canceled", res[1].err)
 	}
@@ -276,29 +276,7 @@ func TestReserve_QueuedCallsPastTheirDeadlineFailWithoutBeingSent(t *testing.T) 
 	reqs, ctxs := requests(3, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
 	reqs[2].FailOpen = true
 	// The gate opens only after the queued calls' deadlines have passed.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		queued(t, l.batch, 2)
-		time.Sleep(400 * time.Millisecond)
-	}()
-	res := make([]reserveResult, 3)
-	var wg sync.WaitGroup
-	for i := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i].d, res[i].err = l.Reserve(ctxs[i], reqs[i])
-		}()
-		if i == 0 {
-			<-h.entered
-		} else {
-			queued(t, l.batch, i)
-		}
-	}
-	<-done
-	close(h.release)
-	wg.Wait()
+	res := reserveBehindGate(t, l, h, reqs, ctxs, func() { time.Sleep(400 * time.Millisecond) })
 	// (The gated call was already on its way to Redis; how it ends is not
 	// this test's business.)
 	if !errors.Is(res[1].err, ErrStoreUnavailable) {
