@@ -60,18 +60,17 @@ func sendPipelined(rdb Store, skip func() error, ops []*op) int {
 	now := time.Now()
 	var deadline time.Time
 	for _, o := range ops {
-		o.cmd = redis.NewCmd(o.ctx)
 		if err := skip(); err != nil {
-			o.cmd.SetErr(err)
+			o.cmd = errCmd(o.ctx, err)
 			continue
 		}
 		if err := o.ctx.Err(); err != nil {
-			o.cmd.SetErr(err)
+			o.cmd = errCmd(o.ctx, err)
 			continue
 		}
 		d, ok := o.ctx.Deadline()
 		if ok && !d.After(now) {
-			o.cmd.SetErr(context.DeadlineExceeded)
+			o.cmd = errCmd(o.ctx, context.DeadlineExceeded)
 			continue
 		}
 		if ok && (deadline.IsZero() || d.Before(deadline)) {
@@ -89,7 +88,7 @@ func sendPipelined(rdb Store, skip func() error, ops []*op) int {
 		// fail the others, and the earliest deadline bounds the socket waits.
 		ctx := context.WithoutCancel(live[0].ctx)
 		if !deadline.IsZero() {
-			ctx = deadlineCtx{ctx, deadline}
+			ctx = withDeadline(ctx, deadline)
 		}
 		pipe := rdb.Pipeline()
 		for _, o := range live {

@@ -81,7 +81,6 @@ type Params struct {
 
 // Limiter evaluates limits. It is safe for concurrent use.
 type Limiter struct {
-	rdb        Store
 	batch      *coalesce.Batcher[*op]
 	log        *slog.Logger
 	prefix     string
@@ -104,9 +103,7 @@ var errBreakerOpen = errors.New("redis recently unreachable")
 // interval rather than one per request.
 func (l *Limiter) call(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
 	if err := l.down(); err != nil {
-		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(err)
-		return cmd
+		return errCmd(ctx, err)
 	}
 	o := &op{ctx: withDeadline(ctx, time.Now().Add(l.timeout)), script: s, keys: keys, args: args}
 	l.batch.Do(o)
@@ -114,6 +111,13 @@ func (l *Limiter) call(ctx context.Context, s *redis.Script, keys []string, args
 	if err := cmd.Err(); err != nil && ctx.Err() == nil && isUnavailable(err) {
 		l.downUntil.Store(time.Now().Add(l.probe).UnixNano())
 	}
+	return cmd
+}
+
+// errCmd is a script call that failed with err without reaching Redis.
+func errCmd(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
 	return cmd
 }
 
@@ -181,7 +185,6 @@ func New(ctx context.Context, p Params) (*Limiter, error) {
 		p.Lanes = 2
 	}
 	l := &Limiter{
-		rdb:        p.Redis,
 		log:        p.Logger,
 		prefix:     p.Prefix,
 		partition:  p.Partition,
