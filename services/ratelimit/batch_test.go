@@ -101,16 +101,14 @@ func TestReserveBatch_RejectsOversizedBatchesAndTakesNothing(t *testing.T) {
 	}
 }
 
-// counter counts the calls a client makes, by procedure, and can hold the
-// first one until released.
+// counter counts the calls a client makes, by procedure, and holds the first
+// one at its gate.
 type counter struct {
 	mu    sync.Mutex
 	calls map[string]int
 	items int
 
-	hold    atomic.Bool
-	entered chan struct{}
-	release chan struct{}
+	gate *platformtest.Gate
 }
 
 func (c *counter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -121,10 +119,7 @@ func (c *counter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			c.items += len(b.GetRequests())
 		}
 		c.mu.Unlock()
-		if c.hold.CompareAndSwap(true, false) {
-			close(c.entered)
-			<-c.release
-		}
+		c.gate.Hold()
 		return next(ctx, req)
 	}
 }
@@ -140,8 +135,7 @@ func (c *counter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connec
 func TestBatchingClient_SharesCallsAndGrantsExactlyTheLimit(t *testing.T) {
 	rdb, prefix := platformtest.Redis(t)
 	r := start(t, rdb, prefix, nil)
-	cnt := &counter{calls: map[string]int{}, entered: make(chan struct{}), release: make(chan struct{})}
-	cnt.hold.Store(true)
+	cnt := &counter{calls: map[string]int{}, gate: platformtest.NewGate()}
 	c := ratelimitclient.NewBatching(ratelimitv1connect.NewRateLimitServiceClient(platform.HTTPClient(), r.url, connect.WithInterceptors(cnt)), 1)
 	// 200 concurrent reservations against a concurrency limit of 60.
 	lim := []*ratelimitv1.LimitSpec{{Name: "inflight", Kind: ratelimitv1.LimitKind_LIMIT_KIND_CONCURRENCY,
@@ -167,13 +161,13 @@ func TestBatchingClient_SharesCallsAndGrantsExactlyTheLimit(t *testing.T) {
 	// The first call holds the only lane; the others queue behind it.
 	wg.Add(1)
 	go reserve(0)
-	<-cnt.entered
+	<-cnt.gate.Entered()
 	for i := 1; i < calls; i++ {
 		wg.Add(1)
 		go reserve(i)
 	}
 	platformtest.Until(t, 10*time.Second, "the other calls queued", func() bool { return c.Queued() == calls-1 })
-	close(cnt.release)
+	cnt.gate.Open()
 	wg.Wait()
 	if granted.Load() != 60 || denied.Load() != calls-60 {
 		t.Fatalf("granted %d, denied %d; want exactly 60 and %d", granted.Load(), denied.Load(), calls-60)

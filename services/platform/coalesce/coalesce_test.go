@@ -15,34 +15,25 @@ type call struct {
 	batch int // size of the batch that ran it; 1 when it ran alone
 }
 
-// rig records every round trip and can hold the first one.
+// rig records every round trip and holds the first one at its gate.
 type rig struct {
-	b       *Batcher[*call]
-	entered chan struct{}
-	release chan struct{}
-	once    sync.Once
+	b    *Batcher[*call]
+	gate *platformtest.Gate
 
 	mu    sync.Mutex
 	trips [][]int
 }
 
 func newRig(lanes, max int) *rig {
-	r := &rig{entered: make(chan struct{}), release: make(chan struct{})}
+	r := &rig{gate: platformtest.NewGate()}
 	r.b = New(lanes, max, func(c *call) {
-		r.hold()
+		r.gate.Hold()
 		r.record(c)
 	}, func(cs []*call) {
-		r.hold()
+		r.gate.Hold()
 		r.record(cs...)
 	})
 	return r
-}
-
-func (r *rig) hold() {
-	r.once.Do(func() {
-		close(r.entered)
-		<-r.release
-	})
 }
 
 func (r *rig) record(cs ...*call) {
@@ -56,30 +47,15 @@ func (r *rig) record(cs ...*call) {
 	r.mu.Unlock()
 }
 
-// waitQueued waits until n items queue.
-func waitQueued[T any](t *testing.T, b *Batcher[T], n int) {
-	t.Helper()
-	platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d items queued", n), func() bool { return b.Queued() == n })
-}
-
 // start runs calls 0..n-1: the first is held in its round trip, the others
 // queue behind it in order. It returns the calls once all have run.
 func (r *rig) start(t *testing.T, n int) []*call {
 	t.Helper()
 	calls := make([]*call, n)
-	var wg sync.WaitGroup
 	for i := range calls {
 		calls[i] = &call{v: i}
-		wg.Add(1)
-		go func() { defer wg.Done(); r.b.Do(calls[i]) }()
-		if i == 0 {
-			<-r.entered
-		} else {
-			waitQueued(t, r.b, i)
-		}
 	}
-	close(r.release)
-	wg.Wait()
+	r.gate.LineUp(t, n, r.b.Queued, nil, func(i int) { r.b.Do(calls[i]) })
 	return calls
 }
 
@@ -106,7 +82,7 @@ func TestDo_BatchesStopAtMax(t *testing.T) {
 
 func TestDo_GoesAloneWhileALaneIsFree(t *testing.T) {
 	r := newRig(2, 64)
-	r.once.Do(func() {}) // nothing held
+	r.gate.Open() // nothing held
 	for i := range 5 {
 		r.b.Do(&call{v: i})
 	}
@@ -155,32 +131,17 @@ func TestDo_EveryCallRunsExactlyOnceUnderContention(t *testing.T) {
 }
 
 func TestDo_APanickingBatchStillWakesTheOthersAndFreesTheLane(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	b := New(1, 64, func(*call) {
-		once.Do(func() { close(entered); <-release })
-	}, func([]*call) { panic("batch failed") })
-	var wg sync.WaitGroup
+	gate := platformtest.NewGate()
+	b := New(1, 64, func(*call) { gate.Hold() }, func([]*call) { panic("batch failed") })
 	panics := make(chan any, 3)
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if p := recover(); p != nil {
-					panics <- p
-				}
-			}()
-			b.Do(&call{v: i})
+	gate.LineUp(t, 4, b.Queued, nil, func(i int) {
+		defer func() {
+			if p := recover(); p != nil {
+				panics <- p
+			}
 		}()
-		if i == 0 {
-			<-entered
-		} else {
-			waitQueued(t, b, i)
-		}
-	}
-	close(release)
-	wg.Wait()
+		b.Do(&call{v: i})
+	})
 	if len(panics) != 1 {
 		t.Fatalf("%d callers saw the panic; want only the one that ran the batch", len(panics))
 	}

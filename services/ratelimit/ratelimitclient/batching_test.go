@@ -5,44 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
 	ratelimitv1 "github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1"
 	"github.com/bulwarkhq/bulwark/gen/go/bulwark/ratelimit/v1/ratelimitv1connect"
+	"github.com/bulwarkhq/bulwark/services/platform"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
 // service answers Reserve with the request id as the reservation id, and
 // ReserveBatch through batch (Unimplemented when batch is nil). The first
-// call waits until release is closed. (The real service is tested with this
+// Reserve waits at gate. (The real service is tested with this
 // client in the ratelimit package; this one lets a test answer what the real
 // one never would.)
 type service struct {
 	ratelimitv1connect.UnimplementedRateLimitServiceHandler
 	batch    func(*ratelimitv1.ReserveBatchRequest) (*ratelimitv1.ReserveBatchResponse, error)
-	held     atomic.Bool
-	entered  chan struct{}
-	release  chan struct{}
+	gate     *platformtest.Gate
 	reserves atomic.Int64
 	batches  atomic.Int64
 }
 
-func (s *service) hold() {
-	if s.held.CompareAndSwap(false, true) {
-		close(s.entered)
-		<-s.release
-	}
-}
-
 func (s *service) Reserve(_ context.Context, req *connect.Request[ratelimitv1.ReserveRequest]) (*connect.Response[ratelimitv1.ReserveResponse], error) {
 	s.reserves.Add(1)
-	s.hold()
+	s.gate.Hold()
 	return connect.NewResponse(&ratelimitv1.ReserveResponse{Allowed: true, ReservationId: req.Msg.GetRequestId()}), nil
 }
 
@@ -77,29 +66,15 @@ type result struct {
 // their results once all have returned.
 func queueBehindFirst(t *testing.T, s *service, ctxs []context.Context) (*Batching, []result) {
 	t.Helper()
-	s.entered, s.release = make(chan struct{}), make(chan struct{})
+	s.gate = platformtest.NewGate()
 	path, h := ratelimitv1connect.NewRateLimitServiceHandler(s)
 	mux := http.NewServeMux()
 	mux.Handle(path, h)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	b := NewBatching(ratelimitv1connect.NewRateLimitServiceClient(srv.Client(), srv.URL), 1)
+	b := NewBatching(ratelimitv1connect.NewRateLimitServiceClient(platform.HTTPClient(), platformtest.Serve(t, mux)), 1)
 	out := make([]result, len(ctxs))
-	var wg sync.WaitGroup
-	for i, ctx := range ctxs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i].res, out[i].err = b.Reserve(ctx, connect.NewRequest(&ratelimitv1.ReserveRequest{RequestId: fmt.Sprint("r", i)}))
-		}()
-		if i == 0 {
-			<-s.entered
-			continue
-		}
-		platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d calls queued", i), func() bool { return b.Queued() == i })
-	}
-	close(s.release)
-	wg.Wait()
+	s.gate.LineUp(t, len(ctxs), b.Queued, nil, func(i int) {
+		out[i].res, out[i].err = b.Reserve(ctxs[i], connect.NewRequest(&ratelimitv1.ReserveRequest{RequestId: fmt.Sprint("r", i)}))
+	})
 	return b, out
 }
 

@@ -4,88 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bulwarkhq/bulwark/services/platform/coalesce"
 	"github.com/bulwarkhq/bulwark/services/platform/platformtest"
 )
 
-// gateHook holds the first script sent to Redis until release is closed, so a
-// test can queue calls behind it, and records what each round trip carried.
-type gateHook struct {
-	once    sync.Once
-	entered chan struct{}
-	release chan struct{}
-	// beforePipeline, when set, runs before each pipeline is sent.
-	beforePipeline func()
-
-	mu    sync.Mutex
-	trips [][]string
-}
-
-func newGateHook() *gateHook {
-	return &gateHook{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "evalsha" {
-			h.once.Do(func() {
-				close(h.entered)
-				<-h.release
-			})
+// scriptTrips keeps the round trips that carried scripts (not the handshake
+// of a new connection).
+func scriptTrips(trips [][]string) [][]string {
+	var out [][]string
+	for _, names := range trips {
+		if slices.Contains(names, "evalsha") || slices.Contains(names, "eval") {
+			out = append(out, names)
 		}
-		h.record([]redis.Cmder{cmd})
-		return next(ctx, cmd)
 	}
-}
-
-func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.beforePipeline != nil {
-			h.beforePipeline()
-		}
-		h.record(cmds)
-		return next(ctx, cmds)
-	}
-}
-
-// record notes a round trip that carried scripts (not the handshake of a new
-// connection).
-func (h *gateHook) record(cmds []redis.Cmder) {
-	names := make([]string, len(cmds))
-	scripts := false
-	for i, c := range cmds {
-		names[i] = c.Name()
-		scripts = scripts || names[i] == "evalsha" || names[i] == "eval"
-	}
-	if !scripts {
-		return
-	}
-	h.mu.Lock()
-	h.trips = append(h.trips, names)
-	h.mu.Unlock()
-}
-
-func (h *gateHook) take() [][]string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t := h.trips
-	h.trips = nil
-	return t
-}
-
-// queued waits until n calls wait for a round trip.
-func queued(t *testing.T, b *coalesce.Batcher[*op], n int) {
-	t.Helper()
-	platformtest.Until(t, 10*time.Second, fmt.Sprintf("%d calls queued", n), func() bool { return b.Queued() == n })
+	return out
 }
 
 type reserveResult struct {
@@ -93,50 +31,29 @@ type reserveResult struct {
 	err error
 }
 
-// reserveBehindGate starts one reservation, waits until its script is held at
-// the gate (the only lane busy), then starts the others and waits until all of
-// them queue. Then it runs beforeRelease, if any, and opens the gate. It
-// returns the results in call order.
-func reserveBehindGate(t *testing.T, l *Limiter, h *gateHook, reqs []ReserveRequest, ctxs []context.Context, beforeRelease func()) []reserveResult {
+// reserveBehindGate lines the reservations up behind the first one, whose
+// script is held at the hook's gate (the only lane busy), so that the others
+// queue in call order (see platformtest.Gate.LineUp). It returns the results in
+// call order.
+func reserveBehindGate(t *testing.T, l *Limiter, h *countingHook, reqs []ReserveRequest, ctxs []context.Context, beforeRelease func()) []reserveResult {
 	t.Helper()
 	out := make([]reserveResult, len(reqs))
-	var wg sync.WaitGroup
-	start := func(i int) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i].d, out[i].err = l.Reserve(ctxs[i], reqs[i])
-		}()
-	}
-	start(0)
-	<-h.entered
-	for i := 1; i < len(reqs); i++ {
-		start(i)
-		queued(t, l.batch, i) // one by one, so the queue keeps call order
-	}
-	if beforeRelease != nil {
-		beforeRelease()
-	}
-	close(h.release)
-	wg.Wait()
+	h.gate.LineUp(t, len(reqs), l.batch.Queued, beforeRelease, func(i int) {
+		out[i].d, out[i].err = l.Reserve(ctxs[i], reqs[i])
+	})
 	return out
 }
 
 // gatedLimiter is a limiter with one lane on rdb, whose first script waits at
-// the returned gate.
-func gatedLimiter(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *gateHook) {
-	l, h, _ := gatedLimiterWithMetrics(t, rdb, timeout)
-	return l, h
-}
-
-func gatedLimiterWithMetrics(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *gateHook, *prometheus.Registry) {
+// the hook's gate.
+func gatedLimiter(t *testing.T, rdb *redis.Client, timeout time.Duration) (*Limiter, *countingHook, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	l, err := New(context.Background(), Params{Redis: rdb, Lanes: 1, StoreTimeout: timeout, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newGateHook()
+	h := &countingHook{gate: platformtest.NewGate()}
 	rdb.AddHook(h)
 	return l, h, reg
 }
@@ -171,7 +88,7 @@ func requests(n int, limits []Limit) ([]ReserveRequest, []context.Context) {
 
 func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	rdb, _ := privateRedis(t)
-	l, h, reg := gatedLimiterWithMetrics(t, rdb, 10*time.Second)
+	l, h, reg := gatedLimiter(t, rdb, 10*time.Second)
 	// 12 calls against a limit of 7: the pipelined scripts still run one at a
 	// time in Redis, so exactly 7 are granted.
 	const calls, limit = 12, 7
@@ -194,7 +111,7 @@ func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	}
 	// The gated call went alone; the 11 that queued behind it went together,
 	// each as one EVALSHA of its own.
-	trips := h.take()
+	trips := scriptTrips(h.take())
 	want := make([]string, calls-1)
 	for i := range want {
 		want[i] = "evalsha"
@@ -206,7 +123,7 @@ func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 	if d, err := l.Reserve(context.Background(), ReserveRequest{Subject: subject(), Limits: reqs[0].Limits}); err != nil || d.Allowed {
 		t.Fatalf("after the batch: %v %+v; want a denial (the limit is full)", err, d)
 	}
-	if trips := h.take(); len(trips) != 1 || len(trips[0]) != 1 {
+	if trips := scriptTrips(h.take()); len(trips) != 1 || len(trips[0]) != 1 {
 		t.Fatalf("an idle limiter sent %v; want one evalsha", trips)
 	}
 	if trips, scripts := roundTrips(t, reg); trips != 3 || scripts != calls+1 {
@@ -216,7 +133,7 @@ func TestReserve_CallsQueuedBehindABusyLaneShareOneRoundTrip(t *testing.T) {
 
 func TestReserve_QueuedCallsSurviveRedisForgettingTheScript(t *testing.T) {
 	rdb, _ := privateRedis(t)
-	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	l, h, _ := gatedLimiter(t, rdb, 10*time.Second)
 	reqs, ctxs := requests(5, []Limit{{Name: "tpm", Kind: KindTokens, Limit: 1000, Period: time.Minute}})
 	// A failover or restart while calls wait: the pipeline meets NOSCRIPT. The
 	// flush goes on a connection of its own.
@@ -244,7 +161,7 @@ func TestReserve_QueuedCallsSurviveRedisForgettingTheScript(t *testing.T) {
 
 func TestReserve_OneQueuedCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
 	rdb, _ := privateRedis(t)
-	l, h := gatedLimiter(t, rdb, 10*time.Second)
+	l, h, _ := gatedLimiter(t, rdb, 10*time.Second)
 	reqs, ctxs := requests(4, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
 	ctx, cancel := context.WithCancel(context.Background())
 	ctxs[1] = ctx                                         // the first queued call is the one that sends the batch
@@ -272,7 +189,7 @@ func TestReserve_OneQueuedCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
 
 func TestReserve_QueuedCallsPastTheirDeadlineFailWithoutBeingSent(t *testing.T) {
 	rdb, _ := privateRedis(t)
-	l, h := gatedLimiter(t, rdb, 300*time.Millisecond)
+	l, h, _ := gatedLimiter(t, rdb, 300*time.Millisecond)
 	reqs, ctxs := requests(3, []Limit{{Name: "inflight", Kind: KindConcurrency, Limit: 10}})
 	reqs[2].FailOpen = true
 	// The gate opens only after the queued calls' deadlines have passed.
@@ -285,7 +202,7 @@ func TestReserve_QueuedCallsPastTheirDeadlineFailWithoutBeingSent(t *testing.T) 
 	if res[2].err != nil || !res[2].d.Allowed || !res[2].d.Degraded {
 		t.Fatalf("fail-open call: %v %+v; want a degraded grant from the local limiter", res[2].err, res[2].d)
 	}
-	trips := h.take()
+	trips := scriptTrips(h.take())
 	if len(trips) != 1 {
 		t.Fatalf("round trips %v; want only the gated one (the expired calls are not sent)", trips)
 	}

@@ -48,38 +48,56 @@ func newTestLimiter(t testing.TB, now func() time.Time) (*Limiter, *redis.Client
 	return l, rdb, prefix
 }
 
-// countingHook counts the commands (round trips) sent to Redis.
+// countingHook records the round trips sent to Redis, each as the names of
+// the commands it carried. With a gate, it holds the first script there; with
+// beforePipeline, it runs that before each pipeline is sent.
 type countingHook struct {
-	mu   sync.Mutex
-	cmds []string
+	gate           *platformtest.Gate
+	beforePipeline func()
+
+	mu    sync.Mutex
+	trips [][]string
 }
 
 func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.mu.Lock()
-		h.cmds = append(h.cmds, cmd.Name())
-		h.mu.Unlock()
+		if h.gate != nil && cmd.Name() == "evalsha" {
+			h.gate.Hold()
+		}
+		h.record(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.mu.Lock()
-		h.cmds = append(h.cmds, "pipeline")
-		h.mu.Unlock()
+		if h.beforePipeline != nil {
+			h.beforePipeline()
+		}
+		h.record(cmds...)
 		return next(ctx, cmds)
 	}
 }
 
-func (h *countingHook) take() []string {
+func (h *countingHook) record(cmds ...redis.Cmder) {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.Name()
+	}
+	h.mu.Lock()
+	h.trips = append(h.trips, names)
+	h.mu.Unlock()
+}
+
+// take returns the round trips recorded since the last take.
+func (h *countingHook) take() [][]string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c := h.cmds
-	h.cmds = nil
-	return c
+	t := h.trips
+	h.trips = nil
+	return t
 }
 
 var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
